@@ -1,0 +1,1 @@
+"""Archiver: the SMTP edge, journaling, importers (filtering and delivery come later)."""

@@ -1,0 +1,198 @@
+"""Journal: make a received message durable (blob, then catalogue row and outbox) before it is acknowledged."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from archiver.envelope import Envelope
+from archiver.headers import HeaderFacts, domain_of, normalise_address, read_header_facts
+from storage.blobstore import BlobStore, BlobStoreError, sha256_hex
+from storage.models import Envelope as EnvelopeRow
+from storage.models import IndexOutbox, Message, MessageDomain, MessageMailbox
+from storage.sql import insert_ignoring_conflicts, upsert
+from storage.timeutil import as_utc, utcnow
+
+
+class JournalError(RuntimeError):
+    """The message could not be made durable; nothing was acknowledged (the sender must retry)."""
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """One message to journal: its exact bytes, how it came, and whose it is."""
+
+    raw: bytes
+    envelope: Envelope
+    source: str  # "smtp", "journal-report", "import"
+    source_detail: str = ""
+    custodian: str = ""  # mailbox the message is attributed to (import --mailbox)
+
+
+@dataclass(frozen=True)
+class JournalReceipt:
+    message_id: int
+    sha256: str
+    duplicate: bool  # these exact bytes were archived before (a new envelope may still be recorded)
+
+
+def mailboxes_of(arrival: Arrival, facts: HeaderFacts) -> tuple[str, ...]:
+    """Every mailbox a message belongs to: custodian, envelope sender and recipients, header people."""
+    candidates = [arrival.custodian, arrival.envelope.mail_from, *arrival.envelope.rcpt_to, *facts.addresses]
+    seen: dict[str, None] = {}
+    for candidate in candidates:
+        address = normalise_address(candidate)
+        if address:
+            seen[address] = None
+    return tuple(seen)
+
+
+def envelope_fingerprint(arrival: Arrival) -> str:
+    envelope = arrival.envelope
+    canonical = json.dumps(
+        [arrival.source, envelope.mail_from, list(envelope.rcpt_to), envelope.client_address, envelope.helo, arrival.custodian],
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Journal:
+    """Writes arrivals through ``BlobStore`` and the catalogue, in that order.
+
+    The blob is durable before its catalogue row exists, so a crash between the two
+    leaves at worst an orphan blob (reported by ``verify``), never a row without bytes.
+    """
+
+    def __init__(self, blobs: BlobStore, sessions: sessionmaker[Session]) -> None:
+        self._blobs = blobs
+        self._sessions = sessions
+
+    def journal(self, arrival: Arrival) -> JournalReceipt:
+        return self.journal_many([arrival])[0]
+
+    def journal_many(self, arrivals: Sequence[Arrival]) -> list[JournalReceipt]:
+        """Journal a batch: all blobs durable, then one catalogue transaction."""
+        if not arrivals:
+            return []
+        try:
+            digests = self._blobs.put_many([arrival.raw for arrival in arrivals])
+        except BlobStoreError as error:
+            raise JournalError(f"blob store failed: {error}") from error
+        try:
+            with self._sessions.begin() as session:
+                return self._record(session, arrivals, digests)
+        except SQLAlchemyError as error:
+            raise JournalError(f"catalogue failed: {error.__class__.__name__}: {error}") from error
+
+    def known_digests(self, digests: Sequence[str]) -> set[str]:
+        """Which of these digests are already archived (lets importers skip work on re-runs)."""
+        found: set[str] = set()
+        with self._sessions() as session:
+            for start in range(0, len(digests), 500):
+                chunk = list(digests[start : start + 500])
+                found.update(session.scalars(select(Message.sha256).where(Message.sha256.in_(chunk))))
+        return found
+
+    def _record(self, session: Session, arrivals: Sequence[Arrival], digests: list[str]) -> list[JournalReceipt]:
+        facts = [read_header_facts(arrival.raw) for arrival in arrivals]
+        unique_digests = list(dict.fromkeys(digests))
+        existing = dict(session.execute(select(Message.sha256, Message.id).where(Message.sha256.in_(unique_digests))).tuples().all())
+
+        now = utcnow()
+        new_rows = []
+        for arrival, digest, fact in zip(arrivals, digests, facts):
+            if digest in existing:
+                continue
+            new_rows.append(_message_row(arrival, digest, fact, now))
+        insert_ignoring_conflicts(session, Message.__table__, list({row["sha256"]: row for row in new_rows}.values()))
+        ids = dict(session.execute(select(Message.sha256, Message.id).where(Message.sha256.in_(unique_digests))).tuples().all())
+
+        known_mailboxes = _mailboxes_by_message(session, [ids[d] for d in existing])
+        envelope_rows, mailbox_rows, domain_rows, to_index = [], [], [], set()
+        receipts = []
+        seen_in_batch: set[str] = set()
+        for arrival, digest, fact in zip(arrivals, digests, facts):
+            message_id = ids[digest]
+            duplicate = digest in existing or digest in seen_in_batch
+            seen_in_batch.add(digest)
+            receipts.append(JournalReceipt(message_id=message_id, sha256=digest, duplicate=duplicate))
+            envelope_rows.append(_envelope_row(message_id, arrival, now))
+            mailboxes = mailboxes_of(arrival, fact)
+            if not duplicate or not set(mailboxes) <= known_mailboxes.get(message_id, set()):
+                to_index.add(message_id)  # new message, or its scope widened
+            known_mailboxes.setdefault(message_id, set()).update(mailboxes)
+            mailbox_rows.extend({"message_id": message_id, "mailbox": m} for m in mailboxes)
+            domain_rows.extend({"message_id": message_id, "domain": d} for d in {domain_of(m) for m in mailboxes})
+
+        insert_ignoring_conflicts(session, EnvelopeRow.__table__, envelope_rows)
+        insert_ignoring_conflicts(session, MessageMailbox.__table__, _distinct(mailbox_rows))
+        insert_ignoring_conflicts(session, MessageDomain.__table__, _distinct(domain_rows))
+        enqueue_for_indexing(session, sorted(to_index))
+        return receipts
+
+
+def enqueue_for_indexing(session: Session, message_ids: Sequence[int]) -> None:
+    """Put messages on the index outbox, bumping the generation of rows already there."""
+    table = IndexOutbox.__table__
+    now = utcnow()
+    rows = [{"message_id": mid, "enqueued_at": now, "generation": 1, "attempts": 0, "last_error": "", "leased_until": None} for mid in message_ids]
+    upsert(session, table, rows, keys=["message_id"], update={"generation": table.c.generation + 1, "enqueued_at": now})
+
+
+def _message_row(arrival: Arrival, digest: str, fact: HeaderFacts, now) -> dict:  # type: ignore[no-untyped-def]
+    return {
+        "sha256": digest,
+        "size": len(arrival.raw),
+        "first_received_at": as_utc(arrival.envelope.received_at) or now,
+        "source": arrival.source,
+        "subject": fact.subject,
+        "from_header": fact.from_header,
+        "to_header": fact.to_header,
+        "cc_header": fact.cc_header,
+        "date_header": fact.date,
+        "message_id_header": fact.message_id,
+        "in_reply_to": fact.in_reply_to,
+        "references": fact.references,
+        "list_id": fact.list_id,
+        "header_defects": list(fact.defects),
+        "parse_defects": None,
+        "indexed_at": None,
+    }
+
+
+def _envelope_row(message_id: int, arrival: Arrival, now) -> dict:  # type: ignore[no-untyped-def]
+    envelope = arrival.envelope
+    return {
+        "message_id": message_id,
+        "fingerprint": envelope_fingerprint(arrival),
+        "mail_from": envelope.mail_from,
+        "rcpt_to": list(envelope.rcpt_to),
+        "client_address": envelope.client_address,
+        "helo": envelope.helo,
+        "received_at": as_utc(envelope.received_at) or now,
+        "source": arrival.source,
+        "source_detail": arrival.source_detail,
+    }
+
+
+def _mailboxes_by_message(session: Session, message_ids: list[int]) -> dict[int, set[str]]:
+    result: dict[int, set[str]] = {}
+    if not message_ids:
+        return result
+    rows = session.execute(select(MessageMailbox.message_id, MessageMailbox.mailbox).where(MessageMailbox.message_id.in_(message_ids)))
+    for message_id, mailbox in rows:
+        result.setdefault(message_id, set()).add(mailbox)
+    return result
+
+
+def _distinct(rows: list[dict]) -> list[dict]:
+    return list({tuple(sorted(row.items())): row for row in rows}.values())
+
+
+__all__ = ["Arrival", "Journal", "JournalError", "JournalReceipt", "enqueue_for_indexing", "mailboxes_of", "sha256_hex"]

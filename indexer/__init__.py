@@ -1,0 +1,1 @@
+"""Indexer: parse MIME for search, extract text, the query language, search backends."""

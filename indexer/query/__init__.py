@@ -1,0 +1,1 @@
+"""The query language: one parser to an AST; each backend compiles the AST."""

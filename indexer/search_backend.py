@@ -1,0 +1,72 @@
+"""The SearchBackend port: what ingest and search need from an index engine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Protocol
+
+from indexer.document import IndexDocument
+from indexer.query.ast import Node
+from indexer.scope import Scope
+
+
+class SortOrder(str, Enum):
+    DATE_DESC = "date"
+    DATE_ASC = "date-asc"
+    RELEVANCE = "relevance"
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: int
+    score: float
+    date: datetime | None
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    hits: tuple[Hit, ...]
+    total: int  # matches in scope, not just this page
+    offset: int
+    limit: int
+
+
+class SearchBackendError(RuntimeError):
+    """The engine is unreachable or refused the operation; the caller may retry later."""
+
+
+class SearchBackend(Protocol):
+    """Contract every index engine adapter keeps.
+
+    - ``index`` upserts by ``IndexDocument.id``; when it returns, the documents are
+      durable in the engine and visible to the next ``search``.
+    - ``search`` must call ``indexer.scope.require_scope`` and apply the scope as a
+      filter; it never returns a message outside it.
+    - ``indexed_ids`` lists every id the engine holds, for ``verify``.
+    - Errors from the engine surface as ``SearchBackendError``.
+    """
+
+    def index(self, documents: Sequence[IndexDocument]) -> None: ...
+
+    def delete(self, ids: Sequence[int]) -> None: ...
+
+    def search(
+        self,
+        query: Node,
+        scope: Scope,
+        *,
+        sort: SortOrder = SortOrder.DATE_DESC,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> SearchPage: ...
+
+    def indexed_ids(self) -> Iterator[int]: ...
+
+    def count(self) -> int: ...
+
+    def clear(self) -> None: ...
+
+    def close(self) -> None: ...

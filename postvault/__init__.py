@@ -1,0 +1,1 @@
+"""postvault: the composition root (settings, wiring, CLI, background work)."""

@@ -1,0 +1,110 @@
+"""One typed settings object, read once at the edge (env vars POSTVAULT_*, optional TOML)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every key has a default that runs the embedded profile with no servers.
+
+    Precedence: explicit arguments > environment (``POSTVAULT_<KEY>``) > the TOML file
+    named by ``POSTVAULT_CONFIG`` (or ``./postvault.toml`` if present) > defaults.
+    Engine URLs left empty are derived from ``data_dir``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="POSTVAULT_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("./var"),
+        description="Folder for everything the embedded profile writes.",
+    )
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL of the catalogue. Empty: sqlite:///<data_dir>/catalogue.sqlite3.",
+    )
+    blobstore_url: str = Field(
+        default="",
+        description="file:///path or s3://bucket?endpoint=host:port&secure=false. Empty: file://<data_dir>/blobs.",
+    )
+    search_url: str = Field(
+        default="",
+        description="tantivy:///path or opensearch://host:port. Empty: tantivy://<data_dir>/index.",
+    )
+    broker_url: str = Field(
+        default="",
+        description="Celery broker (redis://...). Empty: background work runs in-process.",
+    )
+    smtp_host: str = Field(default="127.0.0.1", description="Address the SMTP journal listener binds.")
+    smtp_port: int = Field(default=2525, description="Port of the SMTP journal listener.")
+    smtp_hostname: str = Field(default="postvault.local", description="Name the listener announces in its greeting.")
+    max_message_bytes: int = Field(
+        default=50 * 1024 * 1024,
+        description="Messages larger than this are refused with 552 (RFC 5321 section 4.5.3.1.10).",
+    )
+    index_batch_size: int = Field(default=500, description="Outbox entries indexed per batch.")
+    index_poll_seconds: float = Field(default=0.5, description="How often an idle in-process indexer looks at the outbox.")
+    index_workers: int = Field(
+        default=0,
+        description="Processes that parse messages for indexing. 0: one per CPU core.",
+    )
+    max_attachment_bytes: int = Field(
+        default=25 * 1024 * 1024,
+        description="Attachments larger than this are listed but their text is not extracted.",
+    )
+    max_extracted_chars: int = Field(
+        default=2_000_000,
+        description="Text kept per attachment; guards the index against enormous parts.",
+    )
+    max_zip_members: int = Field(default=1000, description="Zip members listed per archive.")
+    max_zip_ratio: int = Field(default=100, description="Zip members with a worse compression ratio are treated as bombs.")
+    max_nesting_depth: int = Field(default=8, description="Deepest nested message/rfc822 or zip that is opened.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    # Derived engine URLs: kept as methods so an explicit setting always wins.
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'catalogue.sqlite3').resolve()}"
+
+    def resolved_blobstore_url(self) -> str:
+        return self.blobstore_url or f"file://{(self.data_dir / 'blobs').resolve()}"
+
+    def resolved_search_url(self) -> str:
+        return self.search_url or f"tantivy://{(self.data_dir / 'index').resolve()}"
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads keys (without the POSTVAULT_ prefix, lower case) from a TOML file."""
+
+    def _load(self) -> dict[str, Any]:
+        named = os.environ.get("POSTVAULT_CONFIG")
+        path = Path(named) if named else Path("postvault.toml")
+        if not path.is_file():
+            if named:
+                raise FileNotFoundError(f"POSTVAULT_CONFIG names {path}, which does not exist")
+            return {}
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+        return data.get("postvault", data)
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._load().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        data = self._load()
+        return {key: value for key, value in data.items() if key in self.settings_cls.model_fields}

@@ -1,0 +1,76 @@
+"""Build the adapters the settings name: the only place that knows which engine is which."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import urlparse
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from archiver.journal import Journal
+from indexer.search_backend import SearchBackend
+from postvault.settings import Settings
+from storage.blobstore import BlobStore
+
+
+class ConfigurationError(ValueError):
+    """A setting names an engine or URL form postvault does not know."""
+
+
+def blobstore_from_url(url: str) -> BlobStore:
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        from storage.filesystem import FilesystemBlobStore
+
+        return FilesystemBlobStore(Path(parsed.netloc + parsed.path))
+    if parsed.scheme == "s3":
+        from storage.s3 import S3BlobStore
+
+        return S3BlobStore.from_url(url)
+    raise ConfigurationError(f"POSTVAULT_BLOBSTORE_URL must be file://... or s3://..., not {url!r}")
+
+
+def search_backend_from_url(url: str) -> SearchBackend:
+    parsed = urlparse(url)
+    if parsed.scheme == "tantivy":
+        from indexer.backends.tantivy_backend import TantivyBackend
+
+        return TantivyBackend(Path(parsed.netloc + parsed.path))
+    if parsed.scheme in {"opensearch", "opensearchs"}:
+        from indexer.backends.opensearch_backend import OpenSearchBackend  # type: ignore[import-not-found]
+
+        return OpenSearchBackend.from_url(url)
+    raise ConfigurationError(f"POSTVAULT_SEARCH_URL must be tantivy://... or opensearch://..., not {url!r}")
+
+
+@dataclass
+class Archive:
+    """The wired engines of one running postvault, built lazily from settings."""
+
+    settings: Settings
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        from storage.database import open_catalogue
+
+        return open_catalogue(self.settings.resolved_database_url())
+
+    @cached_property
+    def blobs(self) -> BlobStore:
+        return blobstore_from_url(self.settings.resolved_blobstore_url())
+
+    @cached_property
+    def search(self) -> SearchBackend:
+        return search_backend_from_url(self.settings.resolved_search_url())
+
+    @cached_property
+    def journal(self) -> Journal:
+        return Journal(self.blobs, self.sessions)
+
+    def close(self) -> None:
+        if "search" in self.__dict__:
+            self.search.close()
+        if "sessions" in self.__dict__:
+            self.sessions.kw["bind"].dispose()

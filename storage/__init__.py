@@ -1,0 +1,1 @@
+"""Storage: the immutable blob store and the SQL catalogue."""
