@@ -102,7 +102,7 @@ class Journal:
     def _record(self, session: Session, arrivals: Sequence[Arrival], digests: list[str]) -> list[JournalReceipt]:
         facts = [read_header_facts(arrival.raw) for arrival in arrivals]
         unique_digests = list(dict.fromkeys(digests))
-        existing = dict(session.execute(select(Message.sha256, Message.id).where(Message.sha256.in_(unique_digests))).tuples().all())
+        existing = dict(session.execute(select(Message.sha256, Message.id).where(Message.sha256.in_(unique_digests))).all())
 
         now = utcnow()
         new_rows = []
@@ -111,7 +111,7 @@ class Journal:
                 continue
             new_rows.append(_message_row(arrival, digest, fact, now))
         insert_ignoring_conflicts(session, Message.__table__, list({row["sha256"]: row for row in new_rows}.values()))
-        ids = dict(session.execute(select(Message.sha256, Message.id).where(Message.sha256.in_(unique_digests))).tuples().all())
+        ids = dict(session.execute(select(Message.sha256, Message.id).where(Message.sha256.in_(unique_digests))).all())
 
         known_mailboxes = _mailboxes_by_message(session, [ids[d] for d in existing])
         envelope_rows, mailbox_rows, domain_rows, to_index = [], [], [], set()

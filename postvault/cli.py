@@ -1,0 +1,331 @@
+"""The `postvault` command: serve, import, search, show, reindex, verify, status, check."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import signal
+import sys
+import threading
+from datetime import timedelta
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from postvault.settings import Settings
+from postvault.wiring import Archive
+
+app = typer.Typer(help="postvault: mail gateway and compliance archive.", no_args_is_help=True, add_completion=False)
+console = Console()
+errors = Console(stderr=True)
+
+
+def _archive() -> Archive:
+    return Archive(Settings())
+
+
+def _operator():  # type: ignore[no-untyped-def]
+    # The CLI runs with the machine's authority: an admin who must still name a scope.
+    from search_ui.principals import Principal, Role
+
+    return Principal(name=f"cli:{getpass.getuser()}", role=Role.ADMIN)
+
+
+def _requested_scope(mailbox: list[str], domain: list[str], everything: bool):  # type: ignore[no-untyped-def]
+    from indexer.scope import Scope
+
+    if everything:
+        if mailbox or domain:
+            raise typer.BadParameter("--all cannot be combined with --mailbox or --domain")
+        return Scope.everything()
+    if not mailbox and not domain:
+        errors.print("[red]Say whose mail to search:[/] --mailbox ADDRESS, --domain DOMAIN (repeatable), or --all for the whole archive.")
+        raise typer.Exit(2)
+    return Scope.of(mailboxes=mailbox, domains=domain)
+
+
+@app.command()
+def serve() -> None:
+    """Run the SMTP journal listener and the background indexer until stopped."""
+    from archiver.smtp import SmtpListener
+    from postvault.indexing import run_indexer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    archive = Archive(settings)
+    archive.sessions  # migrate before accepting mail
+    listener = SmtpListener(archive, settings)
+    stop = threading.Event()
+    worker = threading.Thread(target=run_indexer, args=(archive, stop), name="indexer", daemon=True)
+    listener.start()
+    worker.start()
+    console.print(
+        f"postvault: SMTP journal listener on {settings.smtp_host}:{listener.port}; "
+        f"data in {settings.data_dir.resolve()}; search {settings.resolved_search_url()}. Ctrl-C stops."
+    )
+
+    def _stop(_signum, _frame):  # type: ignore[no-untyped-def]
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    stop.wait()
+    console.print("postvault: stopping (finishing the current index batch)…")
+    listener.stop()
+    worker.join(timeout=60)
+    archive.close()
+
+
+def _register_import() -> None:
+    try:
+        from postvault.cli_import import import_command
+    except ImportError:  # pragma: no cover - only while the importer is being built
+        return
+    app.command("import")(import_command)
+
+
+_register_import()
+
+
+@app.command()
+def search(
+    query: str = typer.Argument(..., help='Query, e.g. \'from:alice subject:"q3 budget" after:2024-01-01 has:attachment\''),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per hit."),
+    limit: int = typer.Option(20, "--limit", min=1, max=10000),
+    offset: int = typer.Option(0, "--offset", min=0),
+    mailbox: list[str] = typer.Option([], "--mailbox", help="Search this mailbox (repeatable)."),
+    domain: list[str] = typer.Option([], "--domain", help="Search this domain (repeatable)."),
+    everything: bool = typer.Option(False, "--all", help="Search the whole archive (must be asked for)."),
+    sort: str = typer.Option("date", "--sort", help="date, date-asc or relevance."),
+) -> None:
+    """Search the archive within an explicit scope."""
+    from indexer.query.parser import QuerySyntaxError
+    from indexer.search_backend import SearchBackendError, SortOrder
+    from search_ui.search import search_archive
+
+    requested = _requested_scope(mailbox, domain, everything)
+    try:
+        order = SortOrder(sort)
+    except ValueError:
+        raise typer.BadParameter("--sort must be date, date-asc or relevance") from None
+    archive = _archive()
+    try:
+        results = search_archive(archive, _operator(), query, requested=requested, sort=order, limit=limit, offset=offset)
+    except QuerySyntaxError as error:
+        errors.print(f"[red]Query error:[/] {error}")
+        errors.print(f"  {query}\n  {' ' * error.position}^")
+        raise typer.Exit(2) from None
+    except SearchBackendError as error:
+        errors.print(f"[red]Search engine unavailable:[/] {error}")
+        raise typer.Exit(3) from None
+    finally:
+        archive.close()
+    if as_json:
+        for hit in results.hits:
+            sys.stdout.write(json.dumps(hit.as_json(), ensure_ascii=False) + "\n")
+        return
+    table = Table(title=f"{results.total} match(es); showing {len(results.hits)} from {results.offset + 1 if results.hits else 0}")
+    for column in ("id", "date", "from", "subject"):
+        table.add_column(column, overflow="fold")
+    for hit in results.hits:
+        table.add_row(str(hit.id), hit.date.strftime("%Y-%m-%d %H:%M") if hit.date else "", hit.from_, hit.subject)
+    console.print(table)
+
+
+@app.command()
+def show(
+    message_id: int = typer.Argument(..., help="Message id from search."),
+    raw: bool = typer.Option(False, "--raw", help="Write the exact archived bytes to stdout."),
+    mailbox: list[str] = typer.Option([], "--mailbox"),
+    domain: list[str] = typer.Option([], "--domain"),
+    everything: bool = typer.Option(True, "--all/--scoped", help="The CLI operator sees the whole archive unless --scoped."),
+) -> None:
+    """Print one message: headers and text, or its exact bytes with --raw."""
+    from indexer.parsing import parse_message
+    from search_ui.search import MessageNotVisibleError, fetch_message
+
+    requested = _requested_scope(mailbox, domain, everything and not (mailbox or domain))
+    archive = _archive()
+    try:
+        message, data = fetch_message(archive, _operator(), message_id, requested=requested, raw=raw)
+    except MessageNotVisibleError as error:
+        errors.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from None
+    finally:
+        archive.close()
+    if raw:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    parsed = parse_message(data)
+    console.print(f"[bold]Id:[/] {message.id}   [bold]SHA-256:[/] {message.sha256}   [bold]Size:[/] {message.size}")
+    console.print(f"[bold]From:[/] {', '.join(map(str, parsed.from_))}", markup=True, highlight=False)
+    console.print(f"[bold]To:[/] {', '.join(map(str, parsed.to))}", highlight=False)
+    if parsed.cc:
+        console.print(f"[bold]Cc:[/] {', '.join(map(str, parsed.cc))}", highlight=False)
+    console.print(f"[bold]Date:[/] {parsed.date.isoformat() if parsed.date else '(none)'}")
+    console.print(f"[bold]Subject:[/] {parsed.subject}", highlight=False)
+    for attachment in parsed.attachments:
+        note = f" ({attachment.skipped})" if attachment.skipped else ""
+        console.print(f"[bold]Attachment:[/] {attachment.filename or '(unnamed)'} {attachment.content_type} {attachment.size} bytes{note}", highlight=False)
+    if parsed.defects:
+        console.print(f"[yellow]Defects:[/] {'; '.join(parsed.defects)}", highlight=False)
+    console.print()
+    console.out(parsed.body_text, highlight=False)
+
+
+@app.command()
+def reindex() -> None:
+    """Rebuild the search index from blobs and catalogue alone."""
+    from indexer.reindex import start_reindex
+    from postvault.indexing import drain_outbox
+
+    archive = _archive()
+    try:
+        queued = start_reindex(archive.sessions, archive.search)
+        _drain_with_progress(archive, queued, "Reindexing")
+    finally:
+        archive.close()
+
+
+def _drain_with_progress(archive: Archive, expected: int, label: str):  # type: ignore[no-untyped-def]
+    from postvault.indexing import drain_outbox
+
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=False) as progress:
+        task = progress.add_task(label, total=expected)
+        report = drain_outbox(archive, on_batch=lambda batch: progress.advance(task, batch.indexed + batch.failed))
+    console.print(f"{label}: {report.indexed} indexed, {report.failed} failed.")
+    for error in report.errors[:10]:
+        errors.print(f"  [yellow]{error}[/]")
+    return report
+
+
+@app.command()
+def verify(orphans: bool = typer.Option(True, "--orphans/--no-orphans", help="Also list blobs that no catalogue row names.")) -> None:
+    """Rehash every blob and cross-check catalogue, store and index; non-zero exit on any discrepancy."""
+    from indexer.verify import verify_archive
+    from retention.audit import verify_chain
+
+    archive = _archive()
+    try:
+        with Progress(TextColumn("Verifying"), BarColumn(), MofNCompleteColumn(), console=console) as progress:
+            task = progress.add_task("verify", total=None)
+            report = verify_archive(archive.sessions, archive.blobs, archive.search,
+                                    on_progress=lambda n: progress.update(task, completed=n), check_orphans=orphans)
+        chain_breaks = list(verify_chain(archive.sessions))
+    finally:
+        archive.close()
+    table = Table(title="postvault verify")
+    table.add_column("check")
+    table.add_column("result", justify="right")
+    table.add_row("messages in catalogue", str(report.messages))
+    table.add_row("blobs rehashed OK", str(report.blobs_checked))
+    table.add_row("missing blobs", str(len(report.missing_blobs)))
+    table.add_row("corrupt blobs", str(len(report.corrupt_blobs)))
+    table.add_row("unreadable blobs", str(len(report.unreadable_blobs)))
+    table.add_row("indexed", f"{report.indexed} ({report.index_coverage:.2%})")
+    table.add_row("unindexed (of which queued)", f"{len(report.unindexed)} ({len(report.pending)})")
+    table.add_row("index entries without a message", str(len(report.stale_index_entries)))
+    table.add_row("orphan blobs (never acknowledged)", str(len(report.orphan_blobs)))
+    table.add_row("audit chain breaks", str(len(chain_breaks)))
+    console.print(table)
+    for label, items in (("missing", report.missing_blobs), ("corrupt", report.corrupt_blobs), ("unreadable", report.unreadable_blobs),
+                         ("unindexed", report.unindexed), ("stale index entry", report.stale_index_entries)):
+        for item in items[:20]:
+            errors.print(f"[red]{label}:[/] {item}")
+    for brk in chain_breaks[:20]:
+        errors.print(f"[red]audit event {brk.event_id}:[/] {brk.reason}")
+    if report.discrepancies or chain_breaks:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Counts, index backlog and the age of the oldest unindexed message."""
+    from sqlalchemy import func, select
+
+    from indexer.outbox import backlog, utc_age
+    from storage.models import IndexOutbox, Message
+
+    archive = _archive()
+    try:
+        with archive.sessions() as session:
+            messages = session.scalar(select(func.count()).select_from(Message)) or 0
+            total_bytes = session.scalar(select(func.coalesce(func.sum(Message.size), 0))) or 0
+            failing = session.scalar(select(func.count()).select_from(IndexOutbox).where(IndexOutbox.last_error != "")) or 0
+            last_error = session.scalar(select(IndexOutbox.last_error).where(IndexOutbox.last_error != "").limit(1)) or ""
+        waiting, oldest = backlog(archive.sessions)
+        try:
+            indexed: object = archive.search.count()
+        except Exception as error:  # a down engine is a status, not a crash
+            indexed = f"unavailable: {error}"
+    finally:
+        archive.close()
+    age = utc_age(oldest)
+    facts = {
+        "messages": messages,
+        "bytes": int(total_bytes),
+        "indexed": indexed,
+        "backlog": waiting,
+        "oldest_unindexed_age_seconds": round(age.total_seconds(), 1) if age else None,
+        "failing": failing,
+        "last_error": last_error,
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(facts) + "\n")
+        return
+    table = Table(title="postvault status")
+    table.add_column("")
+    table.add_column("", justify="right")
+    table.add_row("messages archived", f"{messages:,}")
+    table.add_row("raw bytes", f"{int(total_bytes):,}")
+    table.add_row("indexed documents", f"{indexed:,}" if isinstance(indexed, int) else str(indexed))
+    table.add_row("index backlog", f"{waiting:,}")
+    table.add_row("oldest unindexed", _age_text(age))
+    table.add_row("failing to index", f"{failing:,}")
+    console.print(table)
+    if last_error:
+        errors.print(f"[yellow]last indexing error:[/] {last_error}")
+
+
+def _age_text(age: Optional[timedelta]) -> str:
+    if age is None:
+        return "-"
+    seconds = int(age.total_seconds())
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+
+
+@app.command()
+def check() -> None:
+    """Connect to each configured engine and say plainly what is wrong, if anything."""
+    settings = Settings()
+    archive = Archive(settings)
+    failures = 0
+    probes = (
+        ("catalogue", settings.resolved_database_url(), lambda: archive.sessions),
+        ("blob store", settings.resolved_blobstore_url(), lambda: archive.blobs.check()),
+        ("search", settings.resolved_search_url(), lambda: archive.search.count()),
+    )
+    for name, url, probe in probes:
+        try:
+            probe()
+        except Exception as error:
+            failures += 1
+            console.print(f"[red]✗ {name}[/] {url}: {error}", highlight=False)
+        else:
+            console.print(f"[green]✓ {name}[/] {url}", highlight=False)
+    archive.close()
+    if failures:
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

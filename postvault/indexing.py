@@ -1,0 +1,139 @@
+"""Run the outbox drain in-process: parse in this process or a pool, index, repeat."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+
+from indexer.outbox import DrainReport, ParseOutcome, index_leased, lease_batch
+from postvault.settings import Settings
+from postvault.wiring import Archive, blobstore_from_url
+from storage.blobstore import BlobStore, BlobStoreError
+
+log = logging.getLogger(__name__)
+
+# Below this many messages a pool costs more (pickling, wake-ups) than it saves.
+_POOL_THRESHOLD = 64
+
+
+def _limits(settings: Settings):  # type: ignore[no-untyped-def]
+    from indexer.extraction import ExtractionLimits
+
+    return ExtractionLimits.from_settings(settings)
+
+
+def parse_blob(blobs: BlobStore, digest: str, limits) -> ParseOutcome:  # type: ignore[no-untyped-def]
+    from indexer.parsing import parse_message
+
+    try:
+        raw = blobs.get(digest)
+    except BlobStoreError as error:
+        return ParseOutcome(sha256=digest, parsed=None, error=str(error))
+    return ParseOutcome(sha256=digest, parsed=parse_message(raw, limits))
+
+
+class InProcessParser:
+    """Parses in the calling process: for small batches and the embedded trickle."""
+
+    def __init__(self, blobs: BlobStore, settings: Settings) -> None:
+        self._blobs = blobs
+        self._limits = _limits(settings)
+
+    def __call__(self, digests: Sequence[str]) -> list[ParseOutcome]:
+        return [parse_blob(self._blobs, digest, self._limits) for digest in digests]
+
+
+# Per-process state of pool workers, set once by the initializer (each worker opens its own store).
+_worker_blobs: BlobStore | None = None
+_worker_limits = None
+
+
+def _init_worker(blobstore_url: str, settings_json: str) -> None:
+    global _worker_blobs, _worker_limits
+    _worker_blobs = blobstore_from_url(blobstore_url)
+    _worker_limits = _limits(Settings.model_validate_json(settings_json))
+
+
+def _parse_in_worker(digest: str) -> ParseOutcome:
+    assert _worker_blobs is not None
+    return parse_blob(_worker_blobs, digest, _worker_limits)
+
+
+class PooledParser:
+    """Parses across processes (parsing is CPU-bound Python), in-process for small batches."""
+
+    def __init__(self, archive: Archive, workers: int) -> None:
+        self._inline = InProcessParser(archive.blobs, archive.settings)
+        # forkserver: forking a process that runs tantivy's threads is not safe.
+        self._executor = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("forkserver"),
+            initializer=_init_worker,
+            initargs=(archive.settings.resolved_blobstore_url(), archive.settings.model_dump_json()),
+        )
+
+    def __call__(self, digests: Sequence[str]) -> list[ParseOutcome]:
+        if len(digests) < _POOL_THRESHOLD:
+            return self._inline(digests)
+        return list(self._executor.map(_parse_in_worker, digests, chunksize=16))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def parser_for(archive: Archive, *, expected: int) -> Callable[[Sequence[str]], list[ParseOutcome]]:
+    workers = archive.settings.index_workers or (os.cpu_count() or 1)
+    if workers <= 1 or expected < _POOL_THRESHOLD * 2:
+        return InProcessParser(archive.blobs, archive.settings)
+    return PooledParser(archive, workers)
+
+
+def drain_outbox(
+    archive: Archive,
+    *,
+    parse_many: Callable[[Sequence[str]], list[ParseOutcome]] | None = None,
+    on_batch: Callable[[DrainReport], None] | None = None,
+    stop: threading.Event | None = None,
+) -> DrainReport:
+    """Index until the outbox has nothing leasable left (or ``stop`` is set)."""
+    from indexer.outbox import backlog
+
+    total = DrainReport(batches=0)
+    own_parser = parse_many is None
+    if parse_many is None:
+        parse_many = parser_for(archive, expected=backlog(archive.sessions)[0])
+    try:
+        while not (stop and stop.is_set()):
+            leases = lease_batch(archive.sessions, archive.settings.index_batch_size)
+            if not leases:
+                break
+            report = index_leased(archive.sessions, archive.search, leases, parse_many)
+            total.indexed += report.indexed
+            total.failed += report.failed
+            total.batches += 1
+            total.errors.extend(report.errors)
+            if on_batch:
+                on_batch(report)
+            if report.indexed == 0 and report.failed:
+                break  # everything in this batch failed (engine down?): let the caller back off
+    finally:
+        if own_parser and isinstance(parse_many, PooledParser):
+            parse_many.close()
+    return total
+
+
+def run_indexer(archive: Archive, stop: threading.Event) -> None:
+    """The embedded profile's background worker: drain, sleep, repeat until stopped."""
+    while not stop.is_set():
+        try:
+            report = drain_outbox(archive, stop=stop)
+            if report.errors:
+                log.warning("indexing: %d failed; first error: %s", report.failed, report.errors[0])
+        except Exception:  # the worker must outlive any one bad batch
+            log.exception("indexing batch crashed; retrying after a pause")
+            stop.wait(5)
+        stop.wait(archive.settings.index_poll_seconds)

@@ -1,0 +1,1 @@
+"""Retention: policies, legal holds, purge, exports and the audit trail."""

@@ -1,0 +1,130 @@
+"""Search and view on behalf of a principal: scope, query, backend, catalogue join, audit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from indexer.query.parser import parse_query
+from indexer.scope import Scope
+from indexer.search_backend import SearchBackend, SortOrder
+from retention.audit import audit, record
+from search_ui.principals import Principal, scope_for
+from storage.models import Message, MessageDomain, MessageMailbox
+from storage.timeutil import as_utc
+
+
+@dataclass(frozen=True)
+class MessageSummary:
+    id: int
+    sha256: str
+    date: datetime | None
+    from_: str
+    to: str
+    subject: str
+    size: int
+    score: float = 0.0
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "sha256": self.sha256,
+            "date": self.date.isoformat() if self.date else None,
+            "from": self.from_,
+            "to": self.to,
+            "subject": self.subject,
+        }
+
+
+@dataclass(frozen=True)
+class SearchResults:
+    query: str
+    scope: Scope
+    total: int
+    offset: int
+    hits: tuple[MessageSummary, ...]
+
+
+class MessageNotVisibleError(LookupError):
+    """No such message, or not in the principal's scope (indistinguishable on purpose)."""
+
+
+def search_archive(
+    archive,  # postvault.wiring.Archive; untyped here to keep search_ui free of the composition root
+    principal: Principal,
+    query_text: str,
+    *,
+    requested: Scope | None,
+    sort: SortOrder = SortOrder.DATE_DESC,
+    limit: int = 20,
+    offset: int = 0,
+) -> SearchResults:
+    """Parse (QuerySyntaxError propagates with its position), scope, search, join, audit."""
+    scope = scope_for(principal, requested)
+    query = parse_query(query_text)
+    backend: SearchBackend = archive.search
+    page = backend.search(query, scope, sort=sort, limit=limit, offset=offset)
+    summaries = summaries_for(archive, [hit.id for hit in page.hits], {hit.id: hit.score for hit in page.hits})
+    audit(
+        archive.sessions,
+        actor=principal.name,
+        action="search",
+        detail={"query": query_text, "scope": _scope_detail(scope), "total": page.total, "offset": offset, "limit": limit},
+    )
+    return SearchResults(query=query_text, scope=scope, total=page.total, offset=offset, hits=tuple(summaries))
+
+
+def summaries_for(archive, ids: list[int], scores: dict[int, float]) -> list[MessageSummary]:  # type: ignore[no-untyped-def]
+    if not ids:
+        return []
+    with archive.sessions() as session:
+        rows = {row.id: row for row in session.scalars(select(Message).where(Message.id.in_(ids)))}
+    return [
+        MessageSummary(
+            id=row.id,
+            sha256=row.sha256,
+            date=as_utc(row.date_header) or as_utc(row.first_received_at),
+            from_=row.from_header,
+            to=row.to_header,
+            subject=row.subject,
+            size=row.size,
+            score=scores.get(row.id, 0.0),
+        )
+        for row in (rows.get(i) for i in ids)
+        if row is not None  # purged between search and join
+    ]
+
+
+def fetch_message(archive, principal: Principal, message_id: int, *, requested: Scope | None, raw: bool) -> tuple[Message, bytes]:  # type: ignore[no-untyped-def]
+    """The raw bytes of one message, if it is in the principal's scope; audited as view or download."""
+    scope = scope_for(principal, requested)
+    with archive.sessions.begin() as session:
+        message = session.get(Message, message_id)
+        if message is None or not in_scope(session, message.id, scope):
+            raise MessageNotVisibleError(f"no message {message_id} in your scope")
+        record(session, actor=principal.name, action="download" if raw else "view",
+               detail={"message_id": message_id, "sha256": message.sha256})
+    return message, archive.blobs.get(message.sha256)
+
+
+def in_scope(session, message_id: int, scope: Scope) -> bool:  # type: ignore[no-untyped-def]
+    if scope.unrestricted:
+        return True
+    if scope.mailboxes and session.scalar(
+        select(MessageMailbox.message_id).where(MessageMailbox.message_id == message_id, MessageMailbox.mailbox.in_(scope.mailboxes)).limit(1)
+    ):
+        return True
+    return bool(
+        scope.domains
+        and session.scalar(
+            select(MessageDomain.message_id).where(MessageDomain.message_id == message_id, MessageDomain.domain.in_(scope.domains)).limit(1)
+        )
+    )
+
+
+def _scope_detail(scope: Scope) -> dict[str, object]:
+    if scope.unrestricted:
+        return {"all": True}
+    return {"mailboxes": sorted(scope.mailboxes), "domains": sorted(scope.domains)}
