@@ -1,0 +1,129 @@
+"""The CLI end to end on the embedded profile: import, search, show, status, verify, reindex."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import zstandard
+from typer.testing import CliRunner
+
+from postvault.cli import app
+from tests.archive_factory import make_message
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("POSTVAULT_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("POSTVAULT_INDEX_WORKERS", "1")
+    return tmp_path / "var"
+
+
+@pytest.fixture
+def imported(tmp_path: Path, data_dir: Path) -> dict[str, bytes]:
+    mail = tmp_path / "mail"
+    mail.mkdir()
+    messages = {
+        "budget": make_message(subject="Q3 budget review", body="The quarterly budget meeting moved to Thursday.",
+                               date=datetime(2024, 3, 5, tzinfo=timezone.utc)),
+        "lunch": make_message(sender="Bob <bob@example.org>", to="alice@example.com", subject="Lunch?",
+                              body="Tacos or ramen today?", date=datetime(2023, 7, 1, tzinfo=timezone.utc)),
+        "invoice": make_message(sender="billing@vendor.net", to="alice@example.com", subject="Invoice 1042",
+                                body="Attached.", date=datetime(2024, 11, 20, tzinfo=timezone.utc),
+                                attachments=[("invoice-1042.txt", "text/plain", b"Total due: 4,200 EUR for consulting")]),
+    }
+    for name, raw in messages.items():
+        (mail / f"{name}.eml").write_bytes(raw)
+    result = runner.invoke(app, ["import", str(mail), "--mailbox", "alice@example.com"])
+    assert result.exit_code == 0, result.output
+    return messages
+
+
+def _search(*args: str) -> list[dict]:
+    result = runner.invoke(app, ["search", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def test_search_fields_phrases_booleans_dates_and_attachments(imported) -> None:
+    subjects = lambda hits: sorted(h["subject"] for h in hits)  # noqa: E731
+    assert subjects(_search("budget", "--mailbox", "alice@example.com")) == ["Q3 budget review"]
+    assert subjects(_search('"budget meeting"', "--all")) == ["Q3 budget review"]
+    assert subjects(_search('"meeting budget"', "--all")) == []
+    assert subjects(_search("from:bob@example.org", "--all")) == ["Lunch?"]
+    assert subjects(_search("from:example.org OR from:vendor.net", "--all")) == ["Invoice 1042", "Lunch?"]
+    assert subjects(_search("to:alice -from:bob", "--all")) == ["Invoice 1042"]
+    assert subjects(_search("after:2024-01-01", "--all")) == ["Invoice 1042", "Q3 budget review"]
+    assert subjects(_search("has:attachment consulting", "--all")) == ["Invoice 1042"]
+    assert subjects(_search("filename:invoice-1042.txt", "--all")) == ["Invoice 1042"]
+    assert subjects(_search("budget", "--mailbox", "nobody@example.com")) == []
+
+
+def test_json_hits_have_the_documented_keys(imported) -> None:
+    hits = _search("invoice", "--all")
+    assert len(hits) == 1
+    assert set(hits[0]) == {"id", "sha256", "date", "from", "to", "subject"}
+    assert hits[0]["date"].startswith("2024-11-20")
+    assert hits[0]["from"] == "billing@vendor.net"
+
+
+def test_search_needs_a_scope_and_reports_bad_queries_by_position(imported) -> None:
+    no_scope = runner.invoke(app, ["search", "budget"])
+    assert no_scope.exit_code == 2 and "--all" in no_scope.output
+    bad = runner.invoke(app, ["search", "subject:(budget", "--all"])
+    assert bad.exit_code == 2
+    assert "position" in bad.output and "Traceback" not in bad.output
+
+
+def test_show_raw_returns_the_exact_bytes(imported) -> None:
+    hit = _search("lunch", "--all")[0]
+    shown = runner.invoke(app, ["show", str(hit["id"]), "--raw"])
+    assert shown.exit_code == 0
+    assert shown.stdout_bytes == imported["lunch"]
+    pretty = runner.invoke(app, ["show", str(hit["id"])])
+    assert "Tacos or ramen" in pretty.output
+
+
+def test_status_verify_and_a_flipped_byte(imported, data_dir: Path) -> None:
+    status = json.loads(runner.invoke(app, ["status", "--json"]).stdout)
+    assert status["messages"] == 3 and status["indexed"] == 3 and status["backlog"] == 0
+    healthy = runner.invoke(app, ["verify"])
+    assert healthy.exit_code == 0, healthy.output
+
+    blob = next((data_dir / "blobs").rglob("*.eml.zst"))
+    raw = bytearray(zstandard.ZstdDecompressor().decompress(blob.read_bytes()))
+    raw[len(raw) // 2] ^= 0x01  # one bit of one byte
+    blob.write_bytes(zstandard.ZstdCompressor().compress(bytes(raw)))
+    broken = runner.invoke(app, ["verify"])
+    assert broken.exit_code == 1
+    assert "corrupt" in broken.output
+
+
+def test_reindex_rebuilds_a_lost_index_from_blobs_and_catalogue(imported, data_dir: Path) -> None:
+    shutil.rmtree(data_dir / "index")
+    assert runner.invoke(app, ["verify"]).exit_code == 1  # nothing indexed any more
+    result = runner.invoke(app, ["reindex"])
+    assert result.exit_code == 0, result.output
+    assert len(_search("budget OR lunch OR invoice", "--all")) == 3
+    assert runner.invoke(app, ["verify"]).exit_code == 0
+
+
+def test_every_search_and_view_is_audited(imported) -> None:
+    from retention.audit import verify_chain
+    from postvault.settings import Settings
+    from postvault.wiring import Archive
+    from storage.models import AuditEvent
+
+    hit = _search("lunch", "--all")[0]
+    runner.invoke(app, ["show", str(hit["id"]), "--raw"])
+    archive = Archive(Settings())
+    with archive.sessions() as session:
+        actions = [event.action for event in session.query(AuditEvent).order_by(AuditEvent.id)]
+    assert actions[-2:] == ["search", "download"]
+    assert list(verify_chain(archive.sessions)) == []
+    archive.close()

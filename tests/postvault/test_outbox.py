@@ -1,0 +1,78 @@
+"""The index outbox: leases survive crashes, a newer enqueue is never dropped, engine outages lose nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+
+from archiver.envelope import Envelope
+from archiver.journal import Arrival
+from indexer.outbox import LEASE, index_leased, lease_batch
+from indexer.query.parser import parse_query
+from indexer.scope import Scope
+from indexer.search_backend import SearchBackendError
+from postvault.indexing import InProcessParser, drain_outbox
+from storage.models import IndexOutbox, Message
+from storage.timeutil import utcnow
+from tests.archive_factory import make_message
+
+pytest_plugins = ["tests.archive_factory"]
+
+
+def _ids(archive, query: str, scope: Scope = Scope.everything()) -> set[int]:
+    return {hit.id for hit in archive.search.search(parse_query(query), scope, limit=100).hits}
+
+
+def test_a_worker_that_dies_mid_batch_loses_nothing(archive) -> None:
+    receipts = archive.journal.journal_many([Arrival(make_message(subject=f"crash {n}"), Envelope(), "import") for n in range(5)])
+    leased = lease_batch(archive.sessions, 10)
+    assert len(leased) == 5
+    assert lease_batch(archive.sessions, 10) == []  # held by the "dead" worker
+    # After the lease expires another worker takes the rows over.
+    later = lease_batch(archive.sessions, 10, now=utcnow() + LEASE + LEASE)
+    assert sorted(lease.message_id for lease in later) == sorted(r.message_id for r in receipts)
+
+
+def test_scope_widened_while_indexing_is_indexed_again(archive) -> None:
+    raw = make_message(subject="widening")
+    first = archive.journal.journal(Arrival(raw, Envelope(rcpt_to=("a@x.org",)), "smtp"))
+    leases = lease_batch(archive.sessions, 10)
+    # While that batch is in flight, the same message arrives for another mailbox.
+    archive.journal.journal(Arrival(raw, Envelope(rcpt_to=("late@y.org",)), "smtp"))
+    index_leased(archive.sessions, archive.search, leases, InProcessParser(archive.blobs, archive.settings))
+    with archive.sessions() as session:
+        assert session.scalars(select(IndexOutbox.message_id)).all() == [first.message_id]
+    assert _ids(archive, "widening", Scope.of(mailboxes=["late@y.org"])) == set()
+    drain_outbox(archive)
+    assert _ids(archive, "widening", Scope.of(mailboxes=["late@y.org"])) == {first.message_id}
+
+
+def test_engine_outage_keeps_rows_and_records_the_error(archive) -> None:
+    archive.journal.journal(Arrival(make_message(subject="outage"), Envelope(), "import"))
+
+    class DownEngine:
+        def index(self, documents: Sequence) -> None:
+            raise SearchBackendError("connection refused")
+
+    leases = lease_batch(archive.sessions, 10)
+    report = index_leased(archive.sessions, DownEngine(), leases, InProcessParser(archive.blobs, archive.settings))  # type: ignore[arg-type]
+    assert report.indexed == 0 and report.failed == 1
+    with archive.sessions() as session:
+        row = session.scalars(select(IndexOutbox)).one()
+        assert "connection refused" in row.last_error and row.leased_until is not None
+        assert session.scalars(select(Message.indexed_at)).one() is None
+    # Once the engine is back and the retry delay has passed, the row drains.
+    later = lease_batch(archive.sessions, 10, now=utcnow() + LEASE)
+    index_leased(archive.sessions, archive.search, later, InProcessParser(archive.blobs, archive.settings))
+    assert len(_ids(archive, "outage")) == 1
+
+
+def test_missing_blob_is_reported_not_fatal(archive) -> None:
+    receipt = archive.journal.journal(Arrival(make_message(subject="vanishing"), Envelope(), "import"))
+    archive.journal.journal(Arrival(make_message(subject="staying"), Envelope(), "import"))
+    archive.blobs.delete(receipt.sha256)
+    report = drain_outbox(archive)
+    assert report.indexed == 1 and report.failed == 1
+    assert any("vanishing" not in e and str(receipt.message_id) in e for e in report.errors)
+    assert len(_ids(archive, "staying")) == 1
