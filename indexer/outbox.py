@@ -187,6 +187,8 @@ def _finish(sessions: sessionmaker[Session], done, failed, gone) -> None:  # typ
             session.execute(
                 delete(IndexOutbox).where(and_(IndexOutbox.message_id == lease.message_id, IndexOutbox.generation == lease.generation))
             )
+            # If a newer generation kept the row alive, free it for the next batch at once.
+            session.execute(update(IndexOutbox).where(IndexOutbox.message_id == lease.message_id).values(leased_until=None))
         for lease, error in failed:
             _schedule_retry(session, lease, error, now)
 

@@ -44,6 +44,14 @@ _UNSPECIFIED = frozenset({"unknown-8bit", "x-unknown", "unknown", "8bit", "defau
 # Text codecs that are not character sets: a hostile label must not select them.
 _REFUSED = frozenset({"unicode-escape", "raw-unicode-escape", "idna", "punycode", "undefined"})
 _SINGLE_BYTE_FALLBACKS = ("cp1252", "latin-1")
+# Codecs where one bad byte sequence should cost one character, not the whole text.
+_MULTI_BYTE = frozenset({
+    "cp932", "cp949", "cp950", "gb18030", "gbk", "gb2312", "big5", "big5hkscs", "hz", "johab",
+    "euc_jp", "euc_jis_2004", "euc_jisx0213", "euc_kr", "shift_jis", "shift_jis_2004",
+    "shift_jisx0213", "iso2022_jp", "iso2022_jp_1", "iso2022_jp_2", "iso2022_jp_2004",
+    "iso2022_jp_3", "iso2022_jp_ext", "iso2022_kr", "utf-16", "utf-16-be", "utf-16-le",
+    "utf-32", "utf-32-be", "utf-32-le", "utf-7",
+})
 
 
 @lru_cache(maxsize=512)
@@ -78,34 +86,33 @@ def decode_bytes(data: bytes, label: str | None = None) -> tuple[str, str]:
     if not data:
         return "", ""
     codec, understood = resolve_charset(label)
+    unknown = "" if understood else f"unknown charset {label!r}"
     if data.isascii() and codec in (None, "ascii", "utf-8", "cp1252", "iso8859-15"):
-        return data.decode("ascii"), ("" if understood else f"unknown charset {label!r}")
+        return data.decode("ascii"), unknown
     if codec is not None:
         try:
             return data.decode(codec), ""
         except (UnicodeDecodeError, LookupError):
             pass
-    problem = f"unknown charset {label!r}" if not understood else ""
+    # Undeclared or ASCII-declared 8-bit text is everyday mail, not worth a defect.
+    lenient = understood and codec in (None, "ascii")
     if codec != "utf-8":
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             pass
         else:
-            # Undeclared or ASCII-declared UTF-8 is everyday mail, not worth a defect.
-            lenient = codec in (None, "ascii")
-            return text, ("" if lenient else problem or f"invalid {label} bytes, decoded as utf-8")
-    if codec is not None and codec not in _SINGLE_BYTE_FALLBACKS:
+            return text, unknown or ("" if lenient else f"invalid {label} bytes, decoded as utf-8")
+    if codec in _MULTI_BYTE:
         # A CJK text with one stray byte is better read in its own charset with one
         # replacement character than as windows-1252 mojibake.
         text = data.decode(codec, "replace")
-        if text.count("\ufffd") * 100 <= len(text):
+        if text.count("\ufffd") <= max(2, len(text) // 50):
             return text, f"invalid {label} bytes replaced"
     for fallback in _SINGLE_BYTE_FALLBACKS:
         try:
             text = data.decode(fallback)
         except UnicodeDecodeError:
             continue
-        lenient = codec is None and understood
-        return text, ("" if lenient else problem or f"invalid {label} bytes, decoded as {fallback}")
+        return text, unknown or ("" if lenient and codec is None else f"invalid {label} bytes, decoded as {fallback}")
     raise AssertionError("latin-1 decodes every byte string")  # pragma: no cover

@@ -32,34 +32,36 @@ def decode_header(value: object) -> tuple[str, tuple[str, ...]]:
     if "=?" not in text:
         return (text if text.isascii() else _decode_raw(text)[0]), ()
     problems: list[str] = []
-    pieces: list[tuple[str | None, bytes | str]] = []  # (charset, encoded bytes) or (None, text)
+    # (charset, encoded chunks) for runs of encoded-words, (None, [text]) for the rest.
+    pieces: list[tuple[str | None, list]] = []
     position = 0
     last_was_word = False
     for match in _ENCODED_WORD.finditer(text):
         between = text[position : match.start()]
         if between and not (last_was_word and between.isspace()):
-            pieces.append((None, between))
+            pieces.append((None, [between]))
         charset, encoding, encoded = match.groups()
         payload = _decode_word(encoding, encoded)
         if payload is None:
             problems.append(f"malformed encoded-word {match.group(0)[:40]!r}")
-            pieces.append((None, match.group(0)))
+            pieces.append((None, [match.group(0)]))
             last_was_word = False
         else:
-            if pieces and pieces[-1][0] is not None and pieces[-1][0].lower() == charset.lower():
-                pieces[-1] = (pieces[-1][0], pieces[-1][1] + payload)  # type: ignore[operator]
+            previous = pieces[-1][0] if pieces else None
+            if previous is not None and previous.lower() == charset.lower():
+                pieces[-1][1].append(payload)
             else:
-                pieces.append((charset, payload))
+                pieces.append((charset, [payload]))
             last_was_word = True
         position = match.end()
     if position < len(text):
-        pieces.append((None, text[position:]))
+        pieces.append((None, [text[position:]]))
     out: list[str] = []
-    for charset, piece in pieces:
+    for charset, chunks in pieces:
         if charset is None:
-            out.append(piece if piece.isascii() else _decode_raw(piece)[0])  # type: ignore[union-attr]
+            out.append(decode_raw_text(chunks[0]))
             continue
-        decoded, problem = decode_bytes(piece, charset)  # type: ignore[arg-type]
+        decoded, problem = decode_bytes(b"".join(chunks), charset)
         if problem:
             problems.append(problem)
         out.append(decoded)
@@ -81,7 +83,9 @@ def _decode_word(encoding: str, encoded: str) -> bytes | None:
     data = encoded.encode("utf-8", "surrogateescape")
     if encoding in "qQ":
         return binascii.a2b_qp(data, header=True)
-    data = _NOT_BASE64.sub(b"", data)
+    data = data.replace(b" ", b"").rstrip(b"=")
+    if _NOT_BASE64.search(data):
+        return None
     remainder = len(data) % 4
     if remainder == 1:  # one dangling sextet carries no whole byte
         data = data[:-1]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
-from functools import lru_cache
 
 # The rule (tantivy's ``default`` analyzer, which an OpenSearch analyzer must reproduce):
 #   1. a word is a maximal run of characters that are Unicode Alphabetic or Numeric
@@ -82,7 +82,6 @@ _LOWER = {
 }
 
 
-@lru_cache(maxsize=4096)
 def is_word_char(char: str) -> bool:
     """True if ``char`` (one character) belongs inside a word."""
     if char.isalnum():
@@ -111,3 +110,15 @@ def split_words(text: str) -> tuple[str, ...]:
     if start is not None:
         words.append(text[start:])
     return tuple(_lower(word) for word in words if len(word.encode("utf-8")) < MAX_TOKEN_BYTES)
+
+
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def without_surrogates(text: str) -> str:
+    """``text`` with lone surrogates replaced by U+FFFD (same length, so offsets hold).
+
+    Text decoded with ``surrogateescape``, or JSON with a stray ``\\ud800``, carries them, and
+    no UTF-8 engine accepts them.
+    """
+    return text if text.isascii() else _SURROGATE_RE.sub("\ufffd", text)

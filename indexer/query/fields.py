@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from indexer.document import Address, IndexDocument
-from indexer.query.analysis import split_words
+from indexer.query.analysis import split_words, without_surrogates
 from indexer.query.ast import Field, Near, Phrase, Prefix, Term
 
 # Index field names. Every backend uses these names, so a query plan reads the same
@@ -116,10 +117,15 @@ def normalise_message_id(text: str) -> str:
     return _unbracket(text).lower()
 
 
+# One '@' with something on each side, none of the characters that delimit addresses in
+# headers and prose, and a domain ending in a letter or digit (so "alice@example.com." at
+# the end of a pasted sentence is searched as words instead of as an address nobody has).
+_ADDRESS_RE = re.compile(r'[^\s@<>(),;:"\[\]]+@[^\s@<>(),;:"\[\]]*[^\W_]')
+
+
 def is_address(text: str) -> bool:
-    """``local@domain`` (optionally in angle brackets): one '@', something either side, no spaces."""
-    local, at, domain = _unbracket(text).partition("@")
-    return bool(at and local and domain and "@" not in domain and not any(c.isspace() for c in local + domain))
+    """``local@domain``, optionally in angle brackets."""
+    return _ADDRESS_RE.fullmatch(_unbracket(text)) is not None
 
 
 def normalise_exact(field: Field, text: str) -> str:
@@ -245,4 +251,5 @@ def document_values(document: IndexDocument) -> dict[str, tuple[str, ...]]:
     for role, addresses in roles.items():
         values[address_words_field(role)] = _address_words(addresses)
         values[address_exact_field(role)] = tuple(normalise_address(a.address) for a in addresses if a.address)
-    return {name: tuple(v for v in texts if v) for name, texts in values.items()}
+    return {name: tuple(without_surrogates(v) for v in texts if v) for name, texts in values.items()}
+

@@ -1,0 +1,1 @@
+"""Search engine adapters: each implements ``indexer.search_backend.SearchBackend``."""

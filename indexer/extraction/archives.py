@@ -1,0 +1,143 @@
+"""Zip archives: list the members, read the extractable ones, refuse bombs (never inflate blind)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from indexer.extraction.extracted import Extracted, truncate
+from indexer.extraction.kinds import Kind, kind_by_name
+from indexer.extraction.limits import ExtractionLimits
+
+# Reads one member's bytes: (data, member name, nesting depth) -> what it holds.
+MemberReader = Callable[[bytes, str, int], Extracted]
+
+_CHUNK = 64 * 1024
+# Below this size a high compression ratio is ordinary (a page of repeated log lines);
+# the byte budget bounds the total, so only large members need the ratio test.
+_RATIO_FLOOR = 1024 * 1024
+
+
+@dataclass
+class ByteBudget:
+    """Uncompressed bytes still allowed for one archive, shared with archives nested in it."""
+
+    remaining: int
+
+
+class _Refused(Exception):
+    """A member that may not be read; the message is the reason."""
+
+    def __init__(self, reason: str, *, bomb: bool = False) -> None:
+        super().__init__(reason)
+        self.bomb = bomb
+
+
+def open_zip(data: bytes) -> zipfile.ZipFile | None:
+    try:
+        return zipfile.ZipFile(io.BytesIO(data))
+    except Exception:  # BadZipFile, but hostile directories raise others too
+        return None
+
+
+def declared_size_problem(archive: zipfile.ZipFile, budget_bytes: int) -> str:
+    """Why an OOXML package must not be opened, or "".
+
+    python-docx and openpyxl read members with zipfile, which never inflates past the
+    size a member declares, so checking declared sizes bounds their memory.
+    """
+    total = 0
+    for info in archive.infolist():
+        total += info.file_size
+        if total > budget_bytes:
+            return f"declares {total} uncompressed bytes, above the limit of {budget_bytes}"
+    return ""
+
+
+def zip_text(
+    data: bytes,
+    *,
+    limits: ExtractionLimits,
+    depth: int,
+    read_member: MemberReader,
+    budget: ByteBudget | None = None,
+) -> Extracted:
+    """The member listing, then the text of each extractable member, within all limits."""
+    archive = open_zip(data)
+    if archive is None:
+        return Extracted(skipped="corrupt", defects=("zip archive unreadable",))
+    budget = budget if budget is not None else ByteBudget(limits.archive_budget_bytes)
+    defects: list[str] = []
+    with archive:
+        try:
+            members = archive.infolist()
+        except Exception:
+            return Extracted(skipped="corrupt", defects=("zip directory unreadable",))
+        if len(members) > limits.max_zip_members:
+            defects.append(f"zip has {len(members)} members, only the first {limits.max_zip_members} are listed")
+            members = members[: limits.max_zip_members]
+        names = [info.filename for info in members]
+        sections: list[str] = []
+        bomb = False
+        for info in members:
+            if info.is_dir() or kind_by_name(info.filename) is Kind.NONE:
+                continue
+            if depth + 1 > limits.max_nesting_depth:
+                defects.append(f"zip member {info.filename!r}: nesting deeper than {limits.max_nesting_depth}")
+                continue
+            try:
+                content = _read_member(archive, info, limits, budget)
+            except _Refused as refusal:
+                bomb = bomb or refusal.bomb
+                defects.append(f"zip member {info.filename!r}: {refusal}")
+                continue
+            except Exception as error:  # zipfile, zlib, lzma, bz2: hostile data raises anything
+                defects.append(f"zip member {info.filename!r}: unreadable ({type(error).__name__}: {error})")
+                continue
+            found = read_member(content, info.filename, depth + 1)
+            defects.extend(f"zip member {info.filename!r}: {defect}" for defect in found.defects)
+            if found.text:
+                sections.append(f"{info.filename}\n{found.text}")
+    text = "\n".join(names)
+    if sections:
+        text += "\n\n" + "\n\n".join(sections)
+    return Extracted(
+        text=truncate(text, limits.max_extracted_chars),
+        skipped="zip bomb" if bomb else "",
+        defects=tuple(defects),
+    )
+
+
+def _read_member(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: ExtractionLimits, budget: ByteBudget
+) -> bytes:
+    if info.flag_bits & 0x1:
+        raise _Refused("encrypted")
+    declared = info.file_size
+    if declared > limits.max_attachment_bytes:
+        raise _Refused(f"declares {declared} bytes, above the attachment limit")
+    if declared > budget.remaining:
+        raise _Refused("archive byte budget spent")
+    allowed_by_ratio = max(_RATIO_FLOOR, info.compress_size * limits.max_zip_ratio)
+    if declared > allowed_by_ratio:
+        raise _Refused(f"compression ratio above {limits.max_zip_ratio} (zip bomb)", bomb=True)
+    # The directory may lie: count what actually comes out and stop at the declared
+    # size, the budget and the ratio, whichever is smallest. zipfile itself stops at
+    # the declared size and then fails the CRC, which lands in the caller's except.
+    cap = min(declared, budget.remaining, allowed_by_ratio)
+    chunks: list[bytes] = []
+    produced = 0
+    with archive.open(info) as stream:
+        while True:
+            chunk = stream.read(_CHUNK)
+            if not chunk:
+                break
+            produced += len(chunk)
+            if produced > cap:
+                budget.remaining -= produced
+                raise _Refused("inflates beyond its declared size (zip bomb)", bomb=True)
+            chunks.append(chunk)
+    budget.remaining -= produced
+    return b"".join(chunks)

@@ -1,0 +1,237 @@
+"""The SMTP journal listener: 250 only when durable, 451 when storage fails, 552 when too big."""
+
+from __future__ import annotations
+
+import shutil
+import smtplib
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from archiver.exchange_journal import unwrap_journal_report
+from archiver.smtp import SmtpListener
+from postvault.settings import Settings
+from postvault.wiring import Archive
+from storage.blobstore import BlobStore, sha256_hex
+from storage.models import Envelope as EnvelopeRow
+from storage.models import Message, MessageMailbox
+from tests.archive_factory import make_message
+
+pytest_plugins = ["tests.archive_factory"]
+
+FIXTURES = Path(__file__).parent / "fixtures" / "exchange"
+LIMIT = 20_000
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(smtp_host="127.0.0.1", smtp_port=0, max_message_bytes=LIMIT)
+
+
+@pytest.fixture
+def archive(settings: Settings) -> Iterator[Archive]:
+    built = Archive(settings)
+    built.sessions  # migrate before mail arrives, as `postvault serve` does
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def listener(archive: Archive, settings: Settings) -> Iterator[SmtpListener]:
+    with SmtpListener(archive, settings) as running:
+        yield running
+
+
+def wire_message(**fields: object) -> bytes:
+    """A test message with the CRLF line ends SMTP carries (smtplib would convert bare LFs)."""
+    return make_message(**fields).replace(b"\n", b"\r\n")  # type: ignore[arg-type]
+
+
+@contextmanager
+def client(listener: SmtpListener) -> Iterator[smtplib.SMTP]:
+    with smtplib.SMTP(listener.host, listener.port, timeout=30) as connection:
+        connection.ehlo("client.example.net")
+        yield connection
+
+
+def deliver(listener: SmtpListener, raw: bytes, sender: str = "alice@example.com",
+            recipients: Sequence[str] = ("bob@example.org",)) -> tuple[int, bytes]:
+    with client(listener) as connection:
+        return transaction(connection, raw, sender, recipients)
+
+
+def transaction(connection: smtplib.SMTP, raw: bytes, sender: str, recipients: Sequence[str]) -> tuple[int, bytes]:
+    code, reply = connection.mail(sender)
+    assert code == 250, reply
+    for recipient in recipients:
+        code, reply = connection.rcpt(recipient)
+        assert code == 250, reply
+    return connection.data(raw)
+
+
+def messages(archive: Archive) -> list[Message]:
+    with archive.sessions() as session:
+        return list(session.scalars(select(Message)))
+
+
+def envelopes(archive: Archive) -> list[EnvelopeRow]:
+    with archive.sessions() as session:
+        return list(session.scalars(select(EnvelopeRow)))
+
+
+def test_250_arrives_only_once_blob_and_catalogue_row_exist(listener, archive) -> None:
+    raw = wire_message(subject="durable before 250")
+    code, reply = deliver(listener, raw)
+    # Nothing has run between the reply and these checks: the handler answered after the journal returned.
+    digest = sha256_hex(raw)
+    assert code == 250 and reply.decode().startswith(f"2.0.0 Ok: archived {digest[:16]}")
+    assert archive.blobs.exists(digest) and archive.blobs.get(digest) == raw
+    [message] = messages(archive)
+    assert message.sha256 == digest and message.source == "smtp"
+
+
+def test_every_recipient_is_kept_exactly_as_given_including_bcc(listener, archive) -> None:
+    raw = wire_message(to="Bob <bob@example.org>")  # the Bcc recipients appear in no header
+    recipients = ["Bob@Example.ORG", "Secret.Auditor@Hidden.example", "bob@example.org"]
+    code, _ = deliver(listener, raw, sender="Alice@Example.com", recipients=recipients)
+    assert code == 250
+    [row] = envelopes(archive)
+    assert row.rcpt_to == recipients and row.mail_from == "Alice@Example.com"
+    assert (row.client_address, row.helo) == ("127.0.0.1", "client.example.net")
+    with archive.sessions() as session:
+        assert "secret.auditor@hidden.example" in set(session.scalars(select(MessageMailbox.mailbox)))
+
+
+def test_dot_stuffing_is_undone_and_8bit_smtputf8_bytes_are_archived_exactly(listener, archive) -> None:
+    raw = ("From: Jörg <jörg@exämple.de>\r\nTo: bob@example.org\r\nSubject: Grüße\r\n"
+           "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+           ".leading dot\r\n..two dots\r\nÜmlaut body\r\n").encode()
+    with client(listener) as connection:
+        assert connection.has_extn("smtputf8") and connection.has_extn("8bitmime")
+        code, _ = connection.mail("jörg@exämple.de", ["SMTPUTF8", "BODY=8BITMIME"])
+        assert code == 250
+        assert connection.rcpt("bob@example.org")[0] == 250
+        code, _ = connection.data(raw)
+    assert code == 250
+    assert archive.blobs.get(sha256_hex(raw)) == raw
+    assert envelopes(archive)[0].mail_from == "jörg@exämple.de"
+
+
+def test_oversize_gets_552_whether_announced_with_size_or_not(listener, archive) -> None:
+    big = wire_message(body="x" * (LIMIT * 2))
+    with client(listener) as connection:
+        assert connection.has_extn("size") and int(connection.esmtp_features["size"]) == LIMIT
+        # RFC 1870: a declared SIZE over the limit is refused at MAIL FROM ...
+        code, _ = connection.mail("alice@example.com", [f"SIZE={len(big)}"])
+        assert code == 552
+        connection.rset()
+        # ... and an undeclared one once the data exceeds it (RFC 5321 4.5.3.1.10).
+        code, _ = transaction(connection, big, "alice@example.com", ["bob@example.org"])
+        assert code == 552
+    assert messages(archive) == []
+
+
+def test_451_while_the_blob_folder_is_unusable_then_the_retry_is_archived_once(listener, archive) -> None:
+    # Tests run as root, so chmod cannot make the folder unwritable: put a file where it was.
+    root: Path = archive.blobs.root  # type: ignore[attr-defined]
+    shutil.rmtree(root)
+    root.write_bytes(b"not a folder")
+    raw = wire_message(subject="retry me")
+    code, reply = deliver(listener, raw)
+    assert code == 451 and reply.startswith(b"4.3.0")
+    assert messages(archive) == []
+
+    root.unlink()
+    root.mkdir()
+    code, _ = deliver(listener, raw)  # the sender's retry, same bytes and envelope
+    assert code == 250
+    assert [m.sha256 for m in messages(archive)] == [sha256_hex(raw)]
+    assert len(envelopes(archive)) == 1
+
+
+def test_451_while_the_catalogue_refuses_writes_then_the_retry_is_archived_once(listener, archive, settings) -> None:
+    database = settings.resolved_database_url().removeprefix("sqlite:///")
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TRIGGER refuse BEFORE INSERT ON messages BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    raw = wire_message(subject="catalogue down")
+    code, reply = deliver(listener, raw)
+    assert code == 451 and b"storage" in reply
+    assert messages(archive) == []
+
+    with sqlite3.connect(database) as connection:
+        connection.execute("DROP TRIGGER refuse")
+    code, _ = deliver(listener, raw)
+    assert code == 250
+    assert len(messages(archive)) == 1 and len(envelopes(archive)) == 1
+
+
+class _FailsOnce:
+    """The real blob store, except that its first write raises an unexpected error."""
+
+    def __init__(self, real: BlobStore) -> None:
+        self._real = real
+        self._failed = False
+
+    def put_many(self, blobs: Sequence[bytes]) -> list[str]:
+        if not self._failed:
+            self._failed = True
+            raise ValueError("a bug, not a storage error")
+        return self._real.put_many(blobs)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._real, name)
+
+
+def test_an_unexpected_error_is_451_and_the_listener_keeps_serving(archive, settings) -> None:
+    archive.__dict__["blobs"] = _FailsOnce(archive.blobs)
+    archive.__dict__.pop("journal", None)
+    with SmtpListener(archive, settings) as listener, client(listener) as connection:
+        first = wire_message(subject="first")
+        code, _ = transaction(connection, first, "alice@example.com", ["bob@example.org"])
+        assert code == 451
+        code, _ = transaction(connection, first, "alice@example.com", ["bob@example.org"])
+        assert code == 250  # same connection: the failure crashed nothing
+    assert len(messages(archive)) == 1
+
+
+def test_exchange_journal_report_archives_the_original_with_the_report_recipients(listener, archive) -> None:
+    report = (FIXTURES / "exchange2016-to-cc-bcc-on-behalf-qp.eml").read_bytes().replace(b"\n", b"\r\n")
+    expected = unwrap_journal_report(report)
+    assert expected is not None
+    code, _ = deliver(listener, report, sender="", recipients=["journal@archive.contoso.com"])  # MAIL FROM:<>
+    assert code == 250
+    [message] = messages(archive)
+    assert message.sha256 == sha256_hex(expected.original)  # the original, not the report
+    assert archive.blobs.get(message.sha256) == expected.original
+    [row] = envelopes(archive)
+    assert row.source == "journal-report"
+    assert row.mail_from == "assistant.ceo@contoso.com"
+    assert row.rcpt_to == list(expected.recipients) and "J.Hoffmann.Private@contoso.com" in row.rcpt_to
+    assert row.source_detail == "journal report <a0c4e9d2-33b1-4e7f-8c5d-9b0f6a2e1d44@journal.report.generator>"
+    with archive.sessions() as session:
+        mailboxes = set(session.scalars(select(MessageMailbox.mailbox)))
+    assert {"j.hoffmann.private@contoso.com", "auditor@external-audit.example", "audit@contoso.com"} <= mailboxes
+    assert "journal@archive.contoso.com" not in mailboxes  # the journal address is transport, not a party
+
+
+def test_malformed_journal_report_is_archived_as_received_with_a_note(listener, archive) -> None:
+    report = (FIXTURES / "malformed-no-original.eml").read_bytes().replace(b"\n", b"\r\n")
+    code, _ = deliver(listener, report, sender="", recipients=["journal@archive.contoso.com"])
+    assert code == 250
+    [message] = messages(archive)
+    assert archive.blobs.get(message.sha256) == report
+    [row] = envelopes(archive)
+    assert row.source == "smtp" and "malformed journal report" in row.source_detail
+
+
+def test_same_report_delivered_twice_is_one_message_and_one_envelope(listener, archive) -> None:
+    report = (FIXTURES / "o365-recipient-expanded-forwarded.eml").read_bytes().replace(b"\n", b"\r\n")
+    for _ in range(2):  # a lost 250 makes Exchange deliver the report again
+        assert deliver(listener, report, sender="", recipients=["journal@archive.contoso.com"])[0] == 250
+    with archive.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Message)) == 1
+        assert session.scalar(select(func.count()).select_from(EnvelopeRow)) == 1

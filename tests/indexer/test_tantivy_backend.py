@@ -1,0 +1,352 @@
+"""TantivyBackend on real index folders: the conformance suite, upserts, persistence, scope, locking."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import tantivy
+from conformance import CASES, ORDER_CASES, TODAY, Case, OrderCase, corpus, matching_ids, ordered_ids
+
+from indexer.backends import tantivy_backend
+from indexer.backends.tantivy_backend import TantivyBackend
+from indexer.document import IndexDocument
+from indexer.query.analysis import split_words
+from indexer.query.ast import MatchAll, Term, Field
+from indexer.query.parser import QuerySyntaxError, parse_query
+from indexer.scope import Scope, ScopeRequiredError
+from indexer.search_backend import SearchBackendError, SortOrder
+
+EVERYTHING = Scope.everything()
+
+
+def message(id: int, subject: str = "hello", **changes: object) -> IndexDocument:
+    """A minimal document in alice@example.com's mailbox; ``changes`` override any field."""
+    document = IndexDocument(
+        id=id, sha256=f"{id:064x}", date=datetime(2024, 1, 1, tzinfo=timezone.utc) + timedelta(hours=id % 10_000), size=1000,
+        subject=subject, from_=(), to=(), cc=(), bcc=(), body="", attachment_text="", filenames=(),
+        has_attachment=False, mailboxes=("alice@example.com",), domains=("example.com",),
+    )
+    return replace(document, **changes)  # type: ignore[arg-type]
+
+
+def ids(backend: TantivyBackend, query: str = "", scope: Scope = EVERYTHING) -> list[int]:
+    return [hit.id for hit in backend.search(parse_query(query), scope, limit=1000).hits]
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Iterator[TantivyBackend]:
+    opened = TantivyBackend(tmp_path / "index")
+    yield opened
+    opened.close()
+
+
+# --- the conformance suite ---
+
+
+@pytest.fixture(scope="module")
+def conformance_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TantivyBackend]:
+    opened = TantivyBackend(tmp_path_factory.mktemp("conformance") / "index")
+    documents = corpus()
+    opened.index(documents[:7])  # several commits, so several segments, as in real use
+    opened.index(documents[7:])
+    yield opened
+    opened.close()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c.query or '<all>'}|{sorted(c.scope.mailboxes | c.scope.domains)}" for c in CASES])
+def test_conformance(conformance_backend: TantivyBackend, case: Case) -> None:
+    assert matching_ids(conformance_backend, case) == case.expected, case.why
+
+
+@pytest.mark.parametrize("case", ORDER_CASES, ids=[f"{c.query}|{c.sort.value}|{c.offset}+{c.limit}" for c in ORDER_CASES])
+def test_conformance_order(conformance_backend: TantivyBackend, case: OrderCase) -> None:
+    assert ordered_ids(conformance_backend, case) == case.expected
+
+
+def test_no_valid_query_makes_the_engine_fail(conformance_backend: TantivyBackend) -> None:
+    """Fuzzed queries that parse must compile and run: no engine error, no Rust panic."""
+    rng = random.Random(7)
+    snippets = ["budget", "Alice", "from:", "to:", "subject:", "domain:", "mailbox:", "message-id:", "AND", "OR", "NOT",
+                "-", "(", ")", '"', "*", "NEAR/2", "a@b.c", "@", "x.y", "on:2024", "size>1K", "has:attachment", "ΟΔΟΣ", "é"]
+    ran = 0
+    for _ in range(3000):
+        query = "".join(rng.choice(snippets) + rng.choice(["", " "]) for _ in range(rng.randint(1, 8)))
+        try:
+            node = parse_query(query, today=TODAY)
+        except QuerySyntaxError:
+            continue
+        for sort in SortOrder:
+            conformance_backend.search(node, EVERYTHING, sort=sort, limit=5)
+        ran += 1
+    assert ran > 500
+
+
+def test_split_words_mirrors_the_tantivy_analyzer_for_every_code_point() -> None:
+    """The parser's word rule must equal the index's, or words with those characters never match."""
+    analyzer = (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+        .filter(tantivy.Filter.remove_long(40))
+        .filter(tantivy.Filter.lowercase())
+        .build()
+    )
+    differ = [
+        cp for cp in range(0x110000)
+        if not 0xD800 <= cp <= 0xDFFF and tuple(analyzer.analyze(f"a{chr(cp)}b")) != split_words(f"a{chr(cp)}b")
+    ]
+    assert differ == []
+    rng = random.Random(3)
+    for _ in range(2000):
+        text = "".join(chr(rng.choice([rng.randint(0, 0xD7FF), rng.randint(0xE000, 0x10FFFF)])) if rng.random() < 0.3
+                       else rng.choice("aé -Σ") for _ in range(rng.randint(0, 60)))
+        assert tuple(analyzer.analyze(text)) == split_words(text), repr(text)
+
+
+def test_the_schema_default_tokenizer_is_the_mirrored_rule(backend: TantivyBackend) -> None:
+    text = "Größe-ΟΔΟΣ_x हिन्दी O'Brien " + "y" * 39 + " " + "z" * 40
+    backend.index([message(1, subject=text)])
+    for word in split_words(text):
+        assert ids(backend, f"subject:{word}") == [1], word
+    assert ids(backend, '"' + " ".join(split_words(text)) + '"') == [1]
+
+
+# --- writing ---
+
+
+def test_index_upserts_by_id(backend: TantivyBackend) -> None:
+    backend.index([message(1, "alpha"), message(2, "alpha")])
+    backend.index([message(1, "beta")])
+    assert ids(backend, "alpha") == [2]
+    assert ids(backend, "beta") == [1]
+    assert backend.count() == 2
+
+
+def test_the_last_copy_of_an_id_in_one_batch_wins(backend: TantivyBackend) -> None:
+    backend.index([message(1, "alpha"), message(1, "beta")])
+    assert ids(backend, "alpha") == [] and ids(backend, "beta") == [1]
+    assert backend.count() == 1
+
+
+def test_delete_and_clear(backend: TantivyBackend) -> None:
+    backend.index([message(i) for i in range(1, 6)])
+    backend.delete([2, 4, 99])
+    assert sorted(ids(backend)) == [1, 3, 5]
+    assert list(backend.indexed_ids()) == [1, 3, 5]
+    backend.delete([])
+    backend.clear()
+    assert backend.count() == 0 and ids(backend) == []
+
+
+def test_indexed_ids_pages_through_every_id(backend: TantivyBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tantivy_backend, "_IDS_PAGE", 3)
+    wanted = [1, 2, 3, 5, 8, 13, 21, 34, 2**40]
+    backend.index([message(i) for i in reversed(wanted)])
+    assert list(backend.indexed_ids()) == wanted
+
+
+def test_data_survives_close_and_reopen(tmp_path: Path) -> None:
+    first = TantivyBackend(tmp_path / "index")
+    first.index([message(1, "kept")])
+    first.close()
+    first.close()  # closing twice is harmless
+    with pytest.raises(SearchBackendError, match="closed"):
+        first.search(MatchAll(), EVERYTHING)
+    again = TantivyBackend(tmp_path / "index")
+    assert ids(again, "kept") == [1]
+    again.index([message(2, "more")])  # the lock was released by close
+    assert again.count() == 2
+    again.close()
+
+
+def test_a_second_instance_sees_commits_without_reopening(tmp_path: Path) -> None:
+    writer = TantivyBackend(tmp_path / "index")
+    reader = TantivyBackend(tmp_path / "index")
+    assert reader.count() == 0
+    writer.index([message(1, "fresh")])
+    assert ids(reader, "fresh") == [1]
+    writer.delete([1])
+    assert ids(reader, "fresh") == []
+    writer.close()
+    reader.close()
+
+
+def test_dates_are_utc_and_naive_dates_are_taken_as_utc(backend: TantivyBackend) -> None:
+    plus_two = timezone(timedelta(hours=2))
+    backend.index([
+        message(1, date=datetime(2024, 1, 1, 1, 0, tzinfo=plus_two)),  # 2023-12-31 23:00 UTC
+        message(2, date=datetime(2024, 1, 1, 1, 0)),
+        message(3, date=datetime(1500, 1, 1, tzinfo=timezone.utc)),  # outside tantivy's range: clamped
+    ])
+    hits = {hit.id: hit.date for hit in backend.search(MatchAll(), EVERYTHING).hits}
+    assert hits[1] == datetime(2023, 12, 31, 23, 0, tzinfo=timezone.utc)
+    assert hits[2] == datetime(2024, 1, 1, 1, 0, tzinfo=timezone.utc)
+    assert ids(backend, "on:2023-12-31") == [1]
+    assert ids(backend, "before:1700") == [3]
+    assert ids(backend, "before:1000") == [] and sorted(ids(backend, "after:1000")) == [1, 2, 3]
+    assert ids(backend, "after:3000") == []
+
+
+# --- searching ---
+
+
+def test_search_without_a_scope_is_refused(backend: TantivyBackend) -> None:
+    backend.index([message(1)])
+    with pytest.raises(ScopeRequiredError):
+        backend.search(MatchAll(), None)  # type: ignore[arg-type]
+
+
+def test_scope_hides_messages_outside_it(backend: TantivyBackend) -> None:
+    backend.index([
+        message(1, "secret", mailboxes=("ceo@example.com",), domains=("example.com",)),
+        message(2, "secret", mailboxes=("bob@other.org",), domains=("other.org",)),
+    ])
+    assert ids(backend, "secret", Scope.of(mailboxes=["bob@other.org"])) == [2]
+    assert ids(backend, "secret", Scope.of(domains=["example.com"])) == [1]
+    assert ids(backend, "mailbox:ceo@example.com", Scope.of(mailboxes=["bob@other.org"])) == []
+    assert ids(backend, "secret", Scope()) == []
+    page = backend.search(parse_query("secret"), Scope.of(mailboxes=["bob@other.org"]))
+    assert page.total == 1
+
+
+def test_paging_covers_every_hit_once_with_an_exact_total(backend: TantivyBackend) -> None:
+    same_second = datetime(2024, 5, 5, 5, 5, 5, tzinfo=timezone.utc)
+    backend.index([message(i, "bulk", date=same_second if i % 3 else same_second + timedelta(days=i)) for i in range(1, 41)])
+    for sort in SortOrder:
+        seen: list[int] = []
+        for offset in range(0, 45, 7):
+            page = backend.search(parse_query("bulk"), EVERYTHING, sort=sort, limit=7, offset=offset)
+            assert page.total == 40 and page.offset == offset and page.limit == 7
+            seen.extend(hit.id for hit in page.hits)
+        assert sorted(seen) == list(range(1, 41)), sort
+
+
+def test_date_sorts_order_ties_by_id_and_relevance_sorts_by_score(backend: TantivyBackend) -> None:
+    backend.index([
+        message(1, "budget", date=datetime(2024, 1, 2, tzinfo=timezone.utc)),
+        message(2, "budget budget budget", date=datetime(2024, 1, 1, tzinfo=timezone.utc)),
+        message(3, "budget", date=datetime(2024, 1, 2, tzinfo=timezone.utc)),
+    ])
+    query = parse_query("budget")
+    assert [h.id for h in backend.search(query, EVERYTHING, sort=SortOrder.DATE_DESC).hits] == [3, 1, 2]
+    assert [h.id for h in backend.search(query, EVERYTHING, sort=SortOrder.DATE_ASC).hits] == [2, 1, 3]
+    relevance = backend.search(query, EVERYTHING, sort=SortOrder.RELEVANCE).hits
+    assert relevance[0].id == 2 and relevance[0].score > relevance[1].score > 0
+    assert all(hit.score == 0.0 for hit in backend.search(query, EVERYTHING).hits)
+
+
+def test_a_page_of_zero_still_counts(backend: TantivyBackend) -> None:
+    backend.index([message(i) for i in range(1, 4)])
+    page = backend.search(MatchAll(), EVERYTHING, limit=0)
+    assert page.hits == () and page.total == 3
+    with pytest.raises(ValueError):
+        backend.search(MatchAll(), EVERYTHING, offset=-1)
+
+
+def test_a_hand_built_leaf_with_nothing_searchable_matches_nothing(backend: TantivyBackend) -> None:
+    backend.index([message(1)])
+    assert backend.search(Term(Field.SUBJECT, "!!!"), EVERYTHING).total == 0
+
+
+# --- the index folder shared between processes ---
+
+_HOLD_WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from datetime import datetime, timezone
+    from indexer.backends.tantivy_backend import TantivyBackend
+    from indexer.document import IndexDocument
+    backend = TantivyBackend(Path(sys.argv[1]))
+    backend.index([IndexDocument(
+        id=7, sha256="0" * 64, date=datetime(2024, 1, 1, tzinfo=timezone.utc), size=1, subject="from the child",
+        from_=(), to=(), cc=(), bcc=(), body="", attachment_text="", filenames=(), has_attachment=False,
+        mailboxes=("alice@example.com",), domains=("example.com",))])
+    print("indexed", flush=True)
+    sys.stdin.read()  # hold the writer until the parent closes our stdin
+    backend.close()
+    """
+)
+
+
+def test_a_writer_in_another_process_locks_writes_but_not_searches(tmp_path: Path) -> None:
+    path = tmp_path / "index"
+    child = subprocess.Popen([sys.executable, "-c", _HOLD_WRITER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "indexed"
+        here = TantivyBackend(path)
+        assert ids(here, "child") == [7]  # a read-only user works while another process indexes
+        with pytest.raises(SearchBackendError, match="locked by another writer"):
+            here.index([message(1)])
+        assert child.stdin is not None
+        child.stdin.close()
+        assert child.wait(timeout=60) == 0
+        here.index([message(1)])  # lock released when the other writer closed
+        assert sorted(ids(here)) == [1, 7]
+        here.close()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def test_an_index_with_another_schema_is_refused_with_advice(tmp_path: Path) -> None:
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("something_else")
+    tantivy.Index(builder.build(), path=str(tmp_path))
+    with pytest.raises(SearchBackendError, match="different schema"):
+        TantivyBackend(tmp_path)
+
+
+def test_lone_surrogates_in_documents_and_queries_are_replaced_not_fatal(backend: TantivyBackend) -> None:
+    broken = b"caf\xe9 ol\xe9".decode("utf-8", "surrogateescape")  # what a lenient MIME decode leaves
+    backend.index([message(1, subject=broken)])
+    assert ids(backend, "caf") == [1]
+    assert ids(backend, "caf\udce9") == [1]
+
+
+_SEARCH_IN_A_LOOP = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from indexer.backends.tantivy_backend import TantivyBackend
+    from indexer.query.ast import MatchAll
+    from indexer.scope import Scope
+    backend = TantivyBackend(Path(sys.argv[1]))
+    print("ready", flush=True)
+    seen = 0
+    while seen < int(sys.argv[2]):
+        page = backend.search(MatchAll(), Scope.everything(), limit=1)
+        assert page.total >= seen, (page.total, seen)  # commits only ever add here
+        seen = page.total
+    print("saw", seen, flush=True)
+    """
+)
+
+
+def test_a_reader_in_another_process_follows_commits_and_merges(tmp_path: Path) -> None:
+    path = tmp_path / "index"
+    writer = TantivyBackend(path)
+    batches, per_batch = 40, 25  # enough commits for tantivy to merge segments meanwhile
+    reader = subprocess.Popen(
+        [sys.executable, "-c", _SEARCH_IN_A_LOOP, str(path), str(batches * per_batch)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert reader.stdout is not None and reader.stdout.readline().strip() == "ready"
+        for batch in range(batches):
+            writer.index([message(batch * per_batch + i + 1) for i in range(per_batch)])
+        out, err = reader.communicate(timeout=120)
+        assert reader.returncode == 0, err
+        assert out.strip() == f"saw {batches * per_batch}"
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
+        writer.close()
