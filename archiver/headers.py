@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import email.utils
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from email.header import decode_header, make_header
+from datetime import datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+
+from indexer.extraction.encoded_words import decode_header
+from indexer.extraction.header_fields import parse_addresses, parse_date, parse_list_id, parse_message_id, parse_message_ids
 
 _HEADER_PARSER = BytesHeaderParser(policy=compat32)
 # Catalogue columns are for display and scoping; the full text is in the blob and index.
@@ -36,79 +37,54 @@ def read_header_facts(raw: bytes) -> HeaderFacts:
         return HeaderFacts(defects=(f"header block unparseable: {error}",))
     defects = tuple(type(defect).__name__ for defect in headers.defects)
     return HeaderFacts(
-        subject=_decoded(headers, "Subject"),
-        from_header=_decoded(headers, "From"),
-        to_header=_decoded_all(headers, "To"),
-        cc_header=_decoded_all(headers, "Cc"),
-        date=_date(headers.get("Date")),
-        message_id=_message_id(headers.get("Message-ID")),
-        in_reply_to=_plain(headers.get("In-Reply-To")),
-        references=_plain(headers.get("References")),
-        list_id=_decoded(headers, "List-Id"),
-        addresses=_addresses(headers),
+        subject=_text(headers.get("Subject")),
+        from_header=_addresses_text(headers, "From"),
+        to_header=_addresses_text(headers, "To"),
+        cc_header=_addresses_text(headers, "Cc"),
+        date=parse_date(_str(headers.get("Date"))),
+        message_id=parse_message_id(_str(headers.get("Message-ID"))),
+        in_reply_to=" ".join(parse_message_ids(_str(headers.get("In-Reply-To"))))[:_MAX_FIELD],
+        references=" ".join(parse_message_ids(_str(headers.get("References"))))[:_MAX_FIELD],
+        list_id=parse_list_id(_str(headers.get("List-Id"))),
+        addresses=_all_addresses(headers),
         defects=defects,
     )
 
 
-def _plain(value: object) -> str:
-    return " ".join(str(value).split())[:_MAX_FIELD] if value is not None else ""
+def _str(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
-def _decode_words(value: str) -> str:
-    # RFC 2047 encoded-words; unknown charsets and broken encodings fall back to the raw text.
-    try:
-        return str(make_header(decode_header(value)))
-    except Exception:
-        return value
-
-
-def _decoded(headers, name: str) -> str:  # type: ignore[no-untyped-def]
-    value = headers.get(name)
+def _text(value: object) -> str:
     if value is None:
         return ""
-    return " ".join(_decode_words(str(value)).split())[:_MAX_FIELD]
+    text, _problems = decode_header(str(value))
+    return " ".join(text.split())[:_MAX_FIELD]
 
 
-def _decoded_all(headers, name: str) -> str:  # type: ignore[no-untyped-def]
-    values = headers.get_all(name) or []
-    return ", ".join(" ".join(_decode_words(str(v)).split()) for v in values)[:_MAX_FIELD]
+def _values(headers, name: str) -> list[str]:  # type: ignore[no-untyped-def]
+    return [str(value) for value in headers.get_all(name) or []]
 
 
-def _date(value: object) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = email.utils.parsedate_to_datetime(str(value))
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if parsed is None:
-        return None
-    if parsed.tzinfo is None:  # RFC 5322 3.3: "-0000" means UTC with unknown local zone
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    try:
-        return parsed.astimezone(timezone.utc)
-    except (OverflowError, ValueError):
-        return None
+def _addresses_text(headers, name: str) -> str:  # type: ignore[no-untyped-def]
+    values = _values(headers, name)
+    if not values:
+        return ""
+    addresses, _problems = parse_addresses(values)
+    return ", ".join(str(address) for address in addresses)[:_MAX_FIELD]
 
 
-def _message_id(value: object) -> str:
-    text = _plain(value)
-    return text.strip().strip("<>").strip()
-
-
-def _addresses(headers) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
-    fields: list[str] = []
+def _all_addresses(headers) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
+    found: dict[str, None] = {}
     for name in ("From", "Sender", "To", "Cc", "Bcc", "Delivered-To"):
-        fields.extend(str(v) for v in headers.get_all(name) or [])
-    found: list[str] = []
-    try:
-        pairs = email.utils.getaddresses(fields)
-    except Exception:
-        return ()
-    for _name, address in pairs:
-        normalised = normalise_address(address)
-        if normalised and normalised not in found:
-            found.append(normalised)
+        values = _values(headers, name)
+        if not values:
+            continue
+        addresses, _problems = parse_addresses(values)
+        for address in addresses:
+            normalised = normalise_address(address.address)
+            if normalised:
+                found[normalised] = None
     return tuple(found)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -166,10 +167,9 @@ class TantivyBackend:
             writer, self._writer = self._writer, None
             self._closed = True
             if writer is not None:
-                try:
+                # A failed merge leaves the committed segments it read intact: nothing to do.
+                with contextlib.suppress(ValueError):
                     writer.wait_merging_threads()
-                except ValueError:
-                    pass  # a merge failed: the committed segments it read are still intact
 
     def _ids_query(self, ids: Iterable[int]) -> tantivy.Query:
         # Not delete_documents_by_term: tantivy-py 0.27 turns a Python int into an i64 term,
@@ -224,17 +224,20 @@ class TantivyBackend:
                 result = searcher.search(compiled, wanted, count=True, offset=offset)
             else:
                 order = tantivy.Order.Asc if sort is SortOrder.DATE_ASC else tantivy.Order.Desc
-                result = searcher.search(compiled, wanted, count=True, order_by_field=DATE_ORDER, offset=offset, order=order)
+                result = searcher.search(
+                    compiled, wanted, count=True, order_by_field=DATE_ORDER, offset=offset, order=order
+                )
             hits = tuple(self._hit(searcher, key, address, sort) for key, address in result.hits[:limit])
         except ValueError as error:
             raise SearchBackendError(f"searching {self._path} failed: {error}") from error
-        return SearchPage(hits=hits, total=result.count or 0, offset=offset, limit=limit)
+        total = result.count  # type: ignore[attr-defined]  # set when count=True; the 0.27 stub omits it
+        return SearchPage(hits=hits, total=int(total), offset=offset, limit=limit)
 
     @staticmethod
     def _hit(searcher: tantivy.Searcher, key: object, address: tantivy.DocAddress, sort: SortOrder) -> Hit:
         stored = searcher.doc(address)
         score = float(key) if sort is SortOrder.RELEVANCE else 0.0  # type: ignore[arg-type]
-        return Hit(id=int(stored.get_first(fields.ID)), score=score, date=stored.get_first(fields.DATE))
+        return Hit(id=int(stored[fields.ID][0]), score=score, date=stored[fields.DATE][0])
 
     def indexed_ids(self) -> Iterator[int]:
         """Every id, ascending, from one snapshot; pages by id so memory stays flat."""

@@ -74,16 +74,17 @@ def _match(match: Match, schema: tantivy.Schema) -> tantivy.Query:
     if isinstance(match, Words):
         if len(match.words) == 1:
             return _Q.term_query(schema, match.field, match.words[0])
-        return _Q.phrase_query(schema, match.field, list(match.words))
+        return _Q.phrase_query(schema, match.field, [*match.words])
     if isinstance(match, WordsNear):
         # Tantivy's slop (like Lucene's) lets "a b" match "a x x b" at slop 2 but "b a" only at
         # slop 2 plus the words between; so one sloppy phrase per order gives exactly "at most
         # n words between, either order", each phrase covering the other's near misses.
-        words = [match.left, match.right]
+        in_order: list[str | tuple[int, str]] = [match.left, match.right]
+        reversed_: list[str | tuple[int, str]] = [match.right, match.left]
         return _any(
             (
-                _Q.phrase_query(schema, match.field, words, slop=match.distance),
-                _Q.phrase_query(schema, match.field, words[::-1], slop=match.distance),
+                _Q.phrase_query(schema, match.field, in_order, slop=match.distance),
+                _Q.phrase_query(schema, match.field, reversed_, slop=match.distance),
             )
         )
     if isinstance(match, StartsWith):
@@ -107,7 +108,9 @@ def _any(queries: tuple[tantivy.Query, ...]) -> tantivy.Query:
 
 def _conjunction(children: tuple[Node, ...], schema: tantivy.Schema) -> tantivy.Query:
     clauses = [
-        (_MUST_NOT, compile_query(child.child, schema)) if isinstance(child, Not) else (_MUST, compile_query(child, schema))
+        (_MUST_NOT, compile_query(child.child, schema))
+        if isinstance(child, Not)
+        else (_MUST, compile_query(child, schema))
         for child in children
     ]
     if all(occur is _MUST_NOT for occur, _ in clauses):

@@ -10,8 +10,7 @@ from typing import Any
 class ExtractionLimits:
     """Bounds that keep one hostile message from starving the indexer.
 
-    The first five mirror ``Settings`` (same names, same defaults). The last two have no
-    setting yet and keep their defaults in ``from_settings``.
+    Every field mirrors a ``Settings`` key of the same name and default.
     """
 
     max_attachment_bytes: int = 25 * 1024 * 1024
@@ -34,6 +33,8 @@ class ExtractionLimits:
             max_zip_members=settings.max_zip_members,
             max_zip_ratio=settings.max_zip_ratio,
             max_nesting_depth=settings.max_nesting_depth,
+            max_mime_parts=settings.max_mime_parts,
+            max_defects=settings.max_defects,
         )
 
     @property

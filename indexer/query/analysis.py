@@ -76,10 +76,7 @@ def _parse_ranges(table: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 
 _STARTS, _ENDS = _parse_ranges(_EXTRA_WORD_CHARS)
-_LOWER = {
-    int(upper, 16): chr(int(lower, 16))
-    for upper, lower in (pair.split(":") for pair in _EXTRA_LOWER.split())
-}
+_LOWER = {int(upper, 16): chr(int(lower, 16)) for upper, lower in (pair.split(":") for pair in _EXTRA_LOWER.split())}
 
 
 def is_word_char(char: str) -> bool:

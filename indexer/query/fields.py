@@ -47,7 +47,7 @@ CONTENT_FIELDS = (SUBJECT, BODY, ATTACHMENT, FILENAME)
 # OpenSearch mapping sets ``position_increment_gap: 1`` to agree.
 ANALYSED_FIELDS = CONTENT_FIELDS + ADDRESS_WORD_FIELDS
 # Matched whole, after ``normalise_exact``; never split into words.
-KEYWORD_FIELDS = ADDRESS_EXACT_FIELDS + (MAILBOX, DOMAIN, MESSAGE_ID, SHA256)
+KEYWORD_FIELDS = (*ADDRESS_EXACT_FIELDS, MAILBOX, DOMAIN, MESSAGE_ID, SHA256)
 
 
 @dataclass(frozen=True)
@@ -252,4 +252,3 @@ def document_values(document: IndexDocument) -> dict[str, tuple[str, ...]]:
         values[address_words_field(role)] = _address_words(addresses)
         values[address_exact_field(role)] = tuple(normalise_address(a.address) for a in addresses if a.address)
     return {name: tuple(without_surrogates(v) for v in texts if v) for name, texts in values.items()}
-

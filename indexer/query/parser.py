@@ -360,7 +360,9 @@ def _prefix(field: Field, text: str, pos: int, star: int) -> Prefix:
 def _size(token: _Token) -> SizeCompare:
     match = _SIZE_VALUE_RE.fullmatch(token.text)
     if not match:
-        raise QuerySyntaxError(f"bad size {token.text!r}; write a whole number with an optional K, M or G", token.value_pos)
+        raise QuerySyntaxError(
+            f"bad size {token.text!r}; write a whole number with an optional K, M or G", token.value_pos
+        )
     size = int(match.group(1)) * _SIZE_UNITS[match.group(2).upper()]
     if size > MAX_SIZE:
         raise QuerySyntaxError("size is too large", token.value_pos)

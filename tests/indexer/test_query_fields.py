@@ -56,7 +56,9 @@ def test_whole_address_in_a_header_field_is_one_keyword() -> None:
 def test_whole_address_in_free_text_is_a_keyword_in_headers_and_a_phrase_in_content() -> None:
     matches = leaf_matches(Term(Field.TEXT, "alice@example.com"))
     assert {m for m in matches if isinstance(m, Exact)} == {Exact(f, "alice@example.com") for f in ADDRESS_EXACT_FIELDS}
-    assert {m for m in matches if isinstance(m, Words)} == {Words(f, ("alice", "example", "com")) for f in CONTENT_FIELDS}
+    assert {m for m in matches if isinstance(m, Words)} == {
+        Words(f, ("alice", "example", "com")) for f in CONTENT_FIELDS
+    }
 
 
 def test_address_part_is_words_in_the_header_field() -> None:
@@ -105,10 +107,22 @@ def test_is_address(text: str, expected: bool) -> None:
 
 def test_document_values_hold_names_and_addresses_as_words_and_addresses_whole() -> None:
     document = IndexDocument(
-        id=1, sha256="AB" * 32, date=datetime(2024, 1, 1, tzinfo=timezone.utc), size=10, subject="Hi",
-        from_=(Address("Alice Smith", "alice@example.com"),), to=(Address("", "bob@example.com"),), cc=(), bcc=(),
-        body="", attachment_text="", filenames=("a.pdf",), has_attachment=True,
-        mailboxes=(" Alice@Example.com",), domains=("@Example.com",), message_id="<ID@x>",
+        id=1,
+        sha256="AB" * 32,
+        date=datetime(2024, 1, 1, tzinfo=timezone.utc),
+        size=10,
+        subject="Hi",
+        from_=(Address("Alice Smith", "alice@example.com"),),
+        to=(Address("", "bob@example.com"),),
+        cc=(),
+        bcc=(),
+        body="",
+        attachment_text="",
+        filenames=("a.pdf",),
+        has_attachment=True,
+        mailboxes=(" Alice@Example.com",),
+        domains=("@Example.com",),
+        message_id="<ID@x>",
     )
     values = document_values(document)
     assert values["from"] == ("Alice Smith", "alice@example.com")

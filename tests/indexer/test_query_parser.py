@@ -33,6 +33,7 @@ def text(word: str) -> Term:
     return Term(T, word)
 
 
+# fmt: off
 PARSES: list[tuple[str, Node]] = [
     ("", MatchAll()),
     ("   \t ", MatchAll()),
@@ -132,6 +133,7 @@ PARSES: list[tuple[str, Node]] = [
     ("SIZE<2G", SizeCompare(SizeOp.LESS, 2 * 1024**3)),
     ("size>1M size<4M", And((SizeCompare(SizeOp.GREATER, 1024**2), SizeCompare(SizeOp.LESS, 4 * 1024**2)))),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize(("query", "expected"), PARSES, ids=[q or "<empty>" for q, _ in PARSES])
@@ -232,9 +234,46 @@ def test_nesting_deeper_than_the_limit_is_a_syntax_error_not_a_recursion_error()
 
 
 _SNIPPETS = [
-    "a", "Budget", "AND", "OR", "NOT", "and", "NEAR/2", "NEAR/", "NEAR", "(", ")", '"', "-", "*", ":", "@",
-    "from:", "subject:", "domain:", "message-id:", "has:", "on:", "before:", "after:", "size>", "size<",
-    "2024-01-01", "2024-13", "10K", "x@y.z", "<id@x>", "ΟΔΟΣ", "हिन्दी", "日本", "\t", "\n", "\x00", "\u200b", "😀", " ",
+    "a",
+    "Budget",
+    "AND",
+    "OR",
+    "NOT",
+    "and",
+    "NEAR/2",
+    "NEAR/",
+    "NEAR",
+    "(",
+    ")",
+    '"',
+    "-",
+    "*",
+    ":",
+    "@",
+    "from:",
+    "subject:",
+    "domain:",
+    "message-id:",
+    "has:",
+    "on:",
+    "before:",
+    "after:",
+    "size>",
+    "size<",
+    "2024-01-01",
+    "2024-13",
+    "10K",
+    "x@y.z",
+    "<id@x>",
+    "ΟΔΟΣ",
+    "हिन्दी",
+    "日本",
+    "\t",
+    "\n",
+    "\x00",
+    "\u200b",
+    "😀",
+    " ",
 ]
 
 
@@ -244,10 +283,14 @@ def test_no_input_raises_anything_but_query_syntax_error() -> None:
         if rng.random() < 0.5:
             query = "".join(rng.choice(_SNIPPETS) + rng.choice(["", " "]) for _ in range(rng.randint(1, 12)))
         else:
-            query = "".join(chr(rng.choice([rng.randint(32, 126), rng.randint(0, 0x2FFFF)])) for _ in range(rng.randint(1, 30)))
+            query = "".join(
+                chr(rng.choice([rng.randint(32, 126), rng.randint(0, 0x2FFFF)])) for _ in range(rng.randint(1, 30))
+            )
         try:
             node = parse_query(query, today=TODAY)
         except QuerySyntaxError as error:
             assert 0 <= error.position <= len(query), query
         else:
-            assert isinstance(node, (Term, Phrase, Prefix, Near, DateRange, SizeCompare, HasAttachment, And, Or, Not, MatchAll))
+            assert isinstance(
+                node, (Term, Phrase, Prefix, Near, DateRange, SizeCompare, HasAttachment, And, Or, Not, MatchAll)
+            )

@@ -19,7 +19,7 @@ from indexer.backends import tantivy_backend
 from indexer.backends.tantivy_backend import TantivyBackend
 from indexer.document import IndexDocument
 from indexer.query.analysis import split_words
-from indexer.query.ast import MatchAll, Term, Field
+from indexer.query.ast import Field, MatchAll, Term
 from indexer.query.parser import QuerySyntaxError, parse_query
 from indexer.scope import Scope, ScopeRequiredError
 from indexer.search_backend import SearchBackendError, SortOrder
@@ -30,9 +30,21 @@ EVERYTHING = Scope.everything()
 def message(id: int, subject: str = "hello", **changes: object) -> IndexDocument:
     """A minimal document in alice@example.com's mailbox; ``changes`` override any field."""
     document = IndexDocument(
-        id=id, sha256=f"{id:064x}", date=datetime(2024, 1, 1, tzinfo=timezone.utc) + timedelta(hours=id % 10_000), size=1000,
-        subject=subject, from_=(), to=(), cc=(), bcc=(), body="", attachment_text="", filenames=(),
-        has_attachment=False, mailboxes=("alice@example.com",), domains=("example.com",),
+        id=id,
+        sha256=f"{id:064x}",
+        date=datetime(2024, 1, 1, tzinfo=timezone.utc) + timedelta(hours=id % 10_000),
+        size=1000,
+        subject=subject,
+        from_=(),
+        to=(),
+        cc=(),
+        bcc=(),
+        body="",
+        attachment_text="",
+        filenames=(),
+        has_attachment=False,
+        mailboxes=("alice@example.com",),
+        domains=("example.com",),
     )
     return replace(document, **changes)  # type: ignore[arg-type]
 
@@ -61,12 +73,16 @@ def conformance_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ta
     opened.close()
 
 
-@pytest.mark.parametrize("case", CASES, ids=[f"{c.query or '<all>'}|{sorted(c.scope.mailboxes | c.scope.domains)}" for c in CASES])
+@pytest.mark.parametrize(
+    "case", CASES, ids=[f"{c.query or '<all>'}|{sorted(c.scope.mailboxes | c.scope.domains)}" for c in CASES]
+)
 def test_conformance(conformance_backend: TantivyBackend, case: Case) -> None:
     assert matching_ids(conformance_backend, case) == case.expected, case.why
 
 
-@pytest.mark.parametrize("case", ORDER_CASES, ids=[f"{c.query}|{c.sort.value}|{c.offset}+{c.limit}" for c in ORDER_CASES])
+@pytest.mark.parametrize(
+    "case", ORDER_CASES, ids=[f"{c.query}|{c.sort.value}|{c.offset}+{c.limit}" for c in ORDER_CASES]
+)
 def test_conformance_order(conformance_backend: TantivyBackend, case: OrderCase) -> None:
     assert ordered_ids(conformance_backend, case) == case.expected
 
@@ -74,8 +90,33 @@ def test_conformance_order(conformance_backend: TantivyBackend, case: OrderCase)
 def test_no_valid_query_makes_the_engine_fail(conformance_backend: TantivyBackend) -> None:
     """Fuzzed queries that parse must compile and run: no engine error, no Rust panic."""
     rng = random.Random(7)
-    snippets = ["budget", "Alice", "from:", "to:", "subject:", "domain:", "mailbox:", "message-id:", "AND", "OR", "NOT",
-                "-", "(", ")", '"', "*", "NEAR/2", "a@b.c", "@", "x.y", "on:2024", "size>1K", "has:attachment", "ΟΔΟΣ", "é"]
+    snippets = [
+        "budget",
+        "Alice",
+        "from:",
+        "to:",
+        "subject:",
+        "domain:",
+        "mailbox:",
+        "message-id:",
+        "AND",
+        "OR",
+        "NOT",
+        "-",
+        "(",
+        ")",
+        '"',
+        "*",
+        "NEAR/2",
+        "a@b.c",
+        "@",
+        "x.y",
+        "on:2024",
+        "size>1K",
+        "has:attachment",
+        "ΟΔΟΣ",
+        "é",
+    ]
     ran = 0
     for _ in range(3000):
         query = "".join(rng.choice(snippets) + rng.choice(["", " "]) for _ in range(rng.randint(1, 8)))
@@ -98,14 +139,19 @@ def test_split_words_mirrors_the_tantivy_analyzer_for_every_code_point() -> None
         .build()
     )
     differ = [
-        cp for cp in range(0x110000)
+        cp
+        for cp in range(0x110000)
         if not 0xD800 <= cp <= 0xDFFF and tuple(analyzer.analyze(f"a{chr(cp)}b")) != split_words(f"a{chr(cp)}b")
     ]
     assert differ == []
     rng = random.Random(3)
     for _ in range(2000):
-        text = "".join(chr(rng.choice([rng.randint(0, 0xD7FF), rng.randint(0xE000, 0x10FFFF)])) if rng.random() < 0.3
-                       else rng.choice("aé -Σ") for _ in range(rng.randint(0, 60)))
+        text = "".join(
+            chr(rng.choice([rng.randint(0, 0xD7FF), rng.randint(0xE000, 0x10FFFF)]))
+            if rng.random() < 0.3
+            else rng.choice("aé -Σ")
+            for _ in range(rng.randint(0, 60))
+        )
         assert tuple(analyzer.analyze(text)) == split_words(text), repr(text)
 
 
@@ -179,11 +225,13 @@ def test_a_second_instance_sees_commits_without_reopening(tmp_path: Path) -> Non
 
 def test_dates_are_utc_and_naive_dates_are_taken_as_utc(backend: TantivyBackend) -> None:
     plus_two = timezone(timedelta(hours=2))
-    backend.index([
-        message(1, date=datetime(2024, 1, 1, 1, 0, tzinfo=plus_two)),  # 2023-12-31 23:00 UTC
-        message(2, date=datetime(2024, 1, 1, 1, 0)),
-        message(3, date=datetime(1500, 1, 1, tzinfo=timezone.utc)),  # outside tantivy's range: clamped
-    ])
+    backend.index(
+        [
+            message(1, date=datetime(2024, 1, 1, 1, 0, tzinfo=plus_two)),  # 2023-12-31 23:00 UTC
+            message(2, date=datetime(2024, 1, 1, 1, 0)),
+            message(3, date=datetime(1500, 1, 1, tzinfo=timezone.utc)),  # outside tantivy's range: clamped
+        ]
+    )
     hits = {hit.id: hit.date for hit in backend.search(MatchAll(), EVERYTHING).hits}
     assert hits[1] == datetime(2023, 12, 31, 23, 0, tzinfo=timezone.utc)
     assert hits[2] == datetime(2024, 1, 1, 1, 0, tzinfo=timezone.utc)
@@ -203,10 +251,12 @@ def test_search_without_a_scope_is_refused(backend: TantivyBackend) -> None:
 
 
 def test_scope_hides_messages_outside_it(backend: TantivyBackend) -> None:
-    backend.index([
-        message(1, "secret", mailboxes=("ceo@example.com",), domains=("example.com",)),
-        message(2, "secret", mailboxes=("bob@other.org",), domains=("other.org",)),
-    ])
+    backend.index(
+        [
+            message(1, "secret", mailboxes=("ceo@example.com",), domains=("example.com",)),
+            message(2, "secret", mailboxes=("bob@other.org",), domains=("other.org",)),
+        ]
+    )
     assert ids(backend, "secret", Scope.of(mailboxes=["bob@other.org"])) == [2]
     assert ids(backend, "secret", Scope.of(domains=["example.com"])) == [1]
     assert ids(backend, "mailbox:ceo@example.com", Scope.of(mailboxes=["bob@other.org"])) == []
@@ -217,7 +267,9 @@ def test_scope_hides_messages_outside_it(backend: TantivyBackend) -> None:
 
 def test_paging_covers_every_hit_once_with_an_exact_total(backend: TantivyBackend) -> None:
     same_second = datetime(2024, 5, 5, 5, 5, 5, tzinfo=timezone.utc)
-    backend.index([message(i, "bulk", date=same_second if i % 3 else same_second + timedelta(days=i)) for i in range(1, 41)])
+    backend.index(
+        [message(i, "bulk", date=same_second if i % 3 else same_second + timedelta(days=i)) for i in range(1, 41)]
+    )
     for sort in SortOrder:
         seen: list[int] = []
         for offset in range(0, 45, 7):
@@ -228,11 +280,13 @@ def test_paging_covers_every_hit_once_with_an_exact_total(backend: TantivyBacken
 
 
 def test_date_sorts_order_ties_by_id_and_relevance_sorts_by_score(backend: TantivyBackend) -> None:
-    backend.index([
-        message(1, "budget", date=datetime(2024, 1, 2, tzinfo=timezone.utc)),
-        message(2, "budget budget budget", date=datetime(2024, 1, 1, tzinfo=timezone.utc)),
-        message(3, "budget", date=datetime(2024, 1, 2, tzinfo=timezone.utc)),
-    ])
+    backend.index(
+        [
+            message(1, "budget", date=datetime(2024, 1, 2, tzinfo=timezone.utc)),
+            message(2, "budget budget budget", date=datetime(2024, 1, 1, tzinfo=timezone.utc)),
+            message(3, "budget", date=datetime(2024, 1, 2, tzinfo=timezone.utc)),
+        ]
+    )
     query = parse_query("budget")
     assert [h.id for h in backend.search(query, EVERYTHING, sort=SortOrder.DATE_DESC).hits] == [3, 1, 2]
     assert [h.id for h in backend.search(query, EVERYTHING, sort=SortOrder.DATE_ASC).hits] == [2, 1, 3]
@@ -277,7 +331,9 @@ _HOLD_WRITER = textwrap.dedent(
 
 def test_a_writer_in_another_process_locks_writes_but_not_searches(tmp_path: Path) -> None:
     path = tmp_path / "index"
-    child = subprocess.Popen([sys.executable, "-c", _HOLD_WRITER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_WRITER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "indexed"
         here = TantivyBackend(path)
@@ -336,7 +392,9 @@ def test_a_reader_in_another_process_follows_commits_and_merges(tmp_path: Path) 
     batches, per_batch = 40, 25  # enough commits for tantivy to merge segments meanwhile
     reader = subprocess.Popen(
         [sys.executable, "-c", _SEARCH_IN_A_LOOP, str(path), str(batches * per_batch)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert reader.stdout is not None and reader.stdout.readline().strip() == "ready"
