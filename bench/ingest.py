@@ -869,10 +869,15 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"--only: unknown tool(s) {', '.join(unknown)}; choose from {', '.join(TOOLS)}")
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
-    try:
-        import psutil  # noqa: F401
-    except ImportError:
-        print("bench: psutil is missing: pip install -e '.[bench]'", file=sys.stderr)
+    missing = []
+    for module in ("psutil", "fpdf", "docx", "openpyxl", "PIL"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        print(f"bench: missing Python module(s) {', '.join(missing)}: run .venv/bin/pip install -e '.[bench]' "
+              "and start this script with .venv/bin/python", file=sys.stderr)
         return 2
     try:
         tools = ensure_tools(only)

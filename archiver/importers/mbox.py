@@ -126,6 +126,8 @@ def _read_one(reader: _Lines, limit: int) -> tuple[_Collected, bytes]:
                 message.drop_last_line()
             return message.finish(unquote=True), b""
         if in_header:
+            if line.startswith(_FROM) and _is_separator(reader, line):
+                return message.finish(unquote=True), line  # a header-only message (no body, no empty line)
             message.add(line)
             if line in _EMPTY_LINES:
                 in_header = False

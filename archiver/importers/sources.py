@@ -71,10 +71,16 @@ def iter_items(paths: list[Path], options: SourceOptions) -> Iterator[Item]:
 
 
 def _folder(root: Path, options: SourceOptions) -> Iterator[Item]:
-    for folder, subfolders, files in os.walk(root, followlinks=False, onerror=None):
+    unreadable: list[OSError] = []
+    for folder, subfolders, files in os.walk(root, followlinks=False, onerror=unreadable.append):
+        yield from (Refusal(str(error.filename), f"cannot read folder: {error.strerror or error}") for error in unreadable)
+        unreadable.clear()
         here = Path(folder)
         subfolders.sort()
         files.sort()
+        for name in [s for s in subfolders if (here / s).is_symlink()]:
+            # Not followed: a link back up the tree would import everything twice over.
+            yield Refusal(str(here / name), "symbolic link to a folder is not followed; name its target instead")
         if is_maildir(here):
             # A maildir's own files (dovecot-uidlist, maildirfolder, ...) are bookkeeping;
             # tmp/ holds deliveries still being written (maildir(5)): neither is mail.
@@ -88,31 +94,31 @@ def _folder(root: Path, options: SourceOptions) -> Iterator[Item]:
             continue
         in_maildir = here.name in ("cur", "new") and is_maildir(here.parent)
         for name in files:
-            path = here / name
-            if path.is_symlink() and not path.exists():
-                yield Refusal(str(path), "broken symbolic link")
-                continue
             if in_maildir:
-                yield from _maildir_message(path, options)
+                yield from _maildir_message(here / name, options)
             else:
-                yield from _file(path, options)
+                yield from _file(here / name, options)
+    yield from (Refusal(str(error.filename), f"cannot read folder: {error.strerror or error}") for error in unreadable)
 
 
 def _maildir_message(path: Path, options: SourceOptions) -> Iterator[Item]:
-    items = list(_file(path, options, expect=Kind.EML))
     try:
         # Maildir delivery sets the file's mtime; Dovecot and Courier use it as the
         # IMAP INTERNALDATE, the mailbox's own record of when the message arrived.
-        delivered = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
+        delivered: datetime | None = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
     except OSError:
         delivered = None
-    for item in items:
+    for item in _file(path, options, expect=Kind.EML):
         if isinstance(item, FoundMessage) and delivered is not None:
-            item = FoundMessage(item.raw, item.location, delivered)
+            item = replace(item, received_at=delivered)
         yield item
 
 
 def _file(path: Path, options: SourceOptions, expect: Kind | None = None) -> Iterator[Item]:
+    if not path.is_file():  # a FIFO or device would block or never end; a dangling link has nothing
+        reason = "broken symbolic link" if path.is_symlink() and not path.exists() else "not a regular file"
+        yield Refusal(str(path), reason)
+        return
     verdict = sniff_file(path)
     if verdict.kind is None:
         yield Refusal(str(path), verdict.reason)

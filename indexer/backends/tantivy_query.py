@@ -76,9 +76,9 @@ def _match(match: Match, schema: tantivy.Schema) -> tantivy.Query:
             return _Q.term_query(schema, match.field, match.words[0])
         return _Q.phrase_query(schema, match.field, [*match.words])
     if isinstance(match, WordsNear):
-        # Tantivy's slop (like Lucene's) lets "a b" match "a x x b" at slop 2 but "b a" only at
-        # slop 2 plus the words between; so one sloppy phrase per order gives exactly "at most
-        # n words between, either order", each phrase covering the other's near misses.
+        # Slop, in tantivy as in Lucene, counts position moves: "a b" with slop n matches a..b
+        # with up to n words between, and b..a with up to n-2 between. The two orders, each
+        # with slop n, therefore match exactly "at most n words between, in either order".
         in_order: list[str | tuple[int, str]] = [match.left, match.right]
         reversed_: list[str | tuple[int, str]] = [match.right, match.left]
         return _any(
@@ -106,13 +106,14 @@ def _any(queries: tuple[tantivy.Query, ...]) -> tantivy.Query:
     return _Q.boolean_query([(_SHOULD, query) for query in queries])
 
 
+def _clause(child: Node, schema: tantivy.Schema) -> tuple[tantivy.Occur, tantivy.Query]:
+    if isinstance(child, Not):
+        return _MUST_NOT, compile_query(child.child, schema)
+    return _MUST, compile_query(child, schema)
+
+
 def _conjunction(children: tuple[Node, ...], schema: tantivy.Schema) -> tantivy.Query:
-    clauses = [
-        (_MUST_NOT, compile_query(child.child, schema))
-        if isinstance(child, Not)
-        else (_MUST, compile_query(child, schema))
-        for child in children
-    ]
+    clauses = [_clause(child, schema) for child in children]
     if all(occur is _MUST_NOT for occur, _ in clauses):
         # Tantivy, like Lucene, matches nothing with exclusions alone: exclude from everything.
         clauses.append((_MUST, _Q.all_query()))

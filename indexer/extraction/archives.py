@@ -45,14 +45,32 @@ def open_zip(data: bytes) -> zipfile.ZipFile | None:
 def declared_size_problem(archive: zipfile.ZipFile, budget_bytes: int) -> str:
     """Why an OOXML package must not be opened, or "".
 
-    python-docx and openpyxl read members with zipfile, which never inflates past the
-    size a member declares, so checking declared sizes bounds their memory.
+    python-docx reads members with zipfile, which never inflates past the size a member
+    declares, so checking declared sizes bounds its memory.
     """
     total = 0
     for info in archive.infolist():
         total += info.file_size
         if total > budget_bytes:
             return f"declares {total} uncompressed bytes, above the limit of {budget_bytes}"
+    return ""
+
+
+def inflation_problem(archive: zipfile.ZipFile) -> str:
+    """Why a package whose reader trusts no declared size must not be opened, or "".
+
+    calamine's zip reader inflates until the stream ends, whatever the header says. So
+    first stream every member through zipfile, which stops at the declared size and
+    checks the CRC: a member that inflates to more than it declares fails here, having
+    cost at most its declared size (already bounded by ``declared_size_problem``).
+    """
+    try:
+        for info in archive.infolist():
+            with archive.open(info) as member:
+                while member.read(_CHUNK):
+                    pass
+    except Exception as error:  # BadZipFile (CRC/size mismatch), zlib errors, NotImplementedError
+        return f"member sizes or checksums do not match its directory ({type(error).__name__})"
     return ""
 
 

@@ -1,24 +1,4 @@
-"""The search language: text in, AST out, or a QuerySyntaxError that says where it went wrong.
-
-Grammar (precedence NOT > AND > OR; adjacent terms are ANDed)::
-
-    query   := or? EOF                    empty query -> MatchAll
-    or      := and ("OR" and)*
-    and     := unary (["AND"] unary)*
-    unary   := ("NOT" | "-") unary | primary
-    primary := "(" or ")" | field ":" "(" or ")" | word ["NEAR/" n word] | "quoted phrase"
-             | field ":" (word | "quoted phrase") | size (">" | "<") N[K|M|G]
-             | (before | after | on) ":" date | "has:attachment"
-
-Operators are upper case only; ``and``/``or``/``not`` are words. A word is split into index
-words the way the index splits text, so ``budget-2024`` is the phrase "budget 2024"; a word
-with nothing searchable in it (``&``) is ignored in free text. ``prefix*`` is a word prefix.
-
-Dates are UTC days. ``YYYY-MM-DD``, ``YYYY-MM`` and ``YYYY`` name a day, month or year;
-``today`` and ``yesterday`` a day. ``on:P`` is every day of P; ``before:P`` is before P's
-first day; ``after:P`` is after P's last day (``after:2024`` starts on 2025-01-01).
-Sizes are bytes with binary suffixes: ``size>1K`` means more than 1024 bytes.
-"""
+"""The search language: text in, AST out, or a QuerySyntaxError that says where it went wrong."""
 
 from __future__ import annotations
 
@@ -73,7 +53,38 @@ class QuerySyntaxError(ValueError):
 
 
 def parse_query(text: str, *, today: date | None = None) -> Node:
-    """Parse ``text``; ``today`` (default: the current UTC day) anchors ``today``/``yesterday``."""
+    """Parse ``text``; ``today`` (default: the current UTC day) anchors ``today``/``yesterday``.
+
+    Grammar (precedence NOT > AND > OR; adjacent terms are ANDed)::
+
+        query   := or? EOF                    empty query -> MatchAll
+        or      := and ("OR" and)*
+        and     := unary (["AND"] unary)*
+        unary   := ("NOT" | "-") unary | primary
+        primary := "(" or ")" | field ":" "(" or ")" | word ["NEAR/" n word] | "quoted phrase"
+                 | field ":" (word | "quoted phrase") | size (">" | "<") N[K|M|G]
+                 | (before | after | on) ":" date | "has:attachment"
+
+    Operators are upper case only; ``and``/``or``/``not`` are words. A word is split into index
+    words the way the index splits text, so ``budget-2024`` is the phrase "budget 2024"; a word
+    with nothing searchable in it (``&``) is ignored in free text. ``prefix*`` is a word prefix.
+    ``a NEAR/n b`` finds both words with at most n words between them, in either order.
+    ``field:(...)`` applies the field to every term inside, where no other field may appear.
+
+    Addresses: in ``from: to: cc: bcc: participants:`` and in free text, a value shaped like
+    ``local@domain`` is one whole address, matched exactly and case-insensitively. Any other
+    value is words: ``from:alice`` matches a word of the local part or of the display name,
+    ``from:example.com`` the domain (as the words "example com", so also mail.example.com),
+    ``from:"Alice Smith"`` the display name. ``mailbox: domain: message-id:`` match whole
+    values only (message ids with or without their angle brackets).
+
+    Dates are UTC days. ``YYYY-MM-DD``, ``YYYY-MM`` and ``YYYY`` name a day, month or year;
+    ``today`` and ``yesterday`` a day. ``on:P`` is every day of P; ``before:P`` is before P's
+    first day; ``after:P`` is after P's last day (``after:2024`` starts on 2025-01-01).
+    Sizes are bytes with binary suffixes: ``size>1K`` means more than 1024 bytes.
+
+    Raises ``QuerySyntaxError`` (never anything else) for text that does not parse.
+    """
     tokens = _lex(without_surrogates(text))
     if not tokens:
         return MatchAll()

@@ -262,6 +262,29 @@ def test_what_is_not_mail_is_refused_with_a_reason_never_silently(make_settings,
     assert len(summary.refused) == 8
 
 
+def test_links_fifos_and_unreadable_folders_are_refused_not_skipped_silently(archive, tmp_path) -> None:
+    folder = tmp_path / "tree"
+    (folder / "real").mkdir(parents=True)
+    (folder / "real" / "m.eml").write_bytes(make_message())
+    (folder / "loop").symlink_to(folder)  # would import the tree forever if followed
+    (folder / "dangling.eml").symlink_to(tmp_path / "gone.eml")
+    os.mkfifo(folder / "pipe")
+    locked = folder / "locked"
+    locked.mkdir()
+    locked.chmod(0)
+    try:
+        summary = run(archive, folder)
+    finally:
+        locked.chmod(0o755)
+    reasons = dict(summary.refused)
+    assert summary.archived == 1
+    assert "not followed" in reasons[str(folder / "loop")]
+    assert reasons[str(folder / "dangling.eml")] == "broken symbolic link"
+    assert reasons[str(folder / "pipe")] == "not a regular file"
+    if os.geteuid() != 0:  # root reads any folder, whatever its mode
+        assert reasons[str(locked)].startswith("cannot read folder")
+
+
 # -------------------------------------------------------------- idempotence, resume ----
 
 

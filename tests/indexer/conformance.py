@@ -1,9 +1,4 @@
-"""Backend-neutral conformance suite: one corpus, queries and the ids every SearchBackend must return.
-
-Each backend's test module indexes ``corpus()`` into a fresh engine and runs every
-``CASES`` and ``ORDER_CASES`` entry through ``matching_ids`` / ``ordered_ids``; the
-expected ids were worked out by hand from the corpus below, not recorded from an engine.
-"""
+"""Backend-neutral conformance suite: one corpus, queries and the ids every SearchBackend must return."""
 
 from __future__ import annotations
 
@@ -14,6 +9,11 @@ from indexer.document import Address, IndexDocument
 from indexer.query.parser import parse_query
 from indexer.scope import Scope
 from indexer.search_backend import SearchBackend, SortOrder
+
+# Each backend's test module indexes ``corpus()`` into a fresh engine and runs every CASES
+# and ORDER_CASES entry through ``matching_ids`` / ``ordered_ids``. The expected ids were
+# worked out by hand from the corpus, not recorded from an engine: a backend that disagrees
+# is wrong until someone shows the table is.
 
 # "today" for the relative-date cases; ids 14 and 15 were sent yesterday and today.
 TODAY = date(2025, 6, 15)

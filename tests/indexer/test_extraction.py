@@ -381,3 +381,22 @@ def test_eml_inside_a_zip_inside_a_message_is_parsed(make_zip):
     assert "Subject: archived thread" in attachment.text
     assert "To: x@y.org" in attachment.text
     assert "the archived words" in attachment.text
+
+
+def test_xlsx_whose_sheet_inflates_past_its_declared_size_is_refused(make_xlsx):
+    # calamine would inflate a lying member to its real size; the zipfile pre-pass stops
+    # at the declared size and fails the CRC, so the workbook is refused before calamine.
+    workbook = zipfile.ZipFile(io.BytesIO(make_xlsx({"S": [["ok"]]})))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as rebuilt:
+        # The lie must be in the first member: _patch_sizes patches the first headers.
+        rebuilt.writestr("xl/worksheets/sheet1.xml", b" " * (20 * 1024 * 1024))
+        for info in workbook.infolist():
+            if info.filename != "xl/worksheets/sheet1.xml":
+                rebuilt.writestr(info.filename, workbook.read(info))
+    liar = _patch_sizes(buffer.getvalue(), 1000)
+    started = time.perf_counter()
+    result = extract(liar, "liar.xlsx")
+    assert result.skipped == "zip bomb"
+    assert result.defects == ("XLSX member sizes or checksums do not match its directory (BadZipFile)",)
+    assert time.perf_counter() - started < 2

@@ -130,6 +130,7 @@ def test_no_valid_query_makes_the_engine_fail(conformance_backend: TantivyBacken
     assert ran > 500
 
 
+@pytest.mark.slow
 def test_split_words_mirrors_the_tantivy_analyzer_for_every_code_point() -> None:
     """The parser's word rule must equal the index's, or words with those characters never match."""
     analyzer = (
@@ -386,6 +387,7 @@ _SEARCH_IN_A_LOOP = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_reader_in_another_process_follows_commits_and_merges(tmp_path: Path) -> None:
     path = tmp_path / "index"
     writer = TantivyBackend(path)
