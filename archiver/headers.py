@@ -32,7 +32,7 @@ class HeaderFacts:
 
 def read_header_facts(raw: bytes) -> HeaderFacts:
     try:
-        headers = _HEADER_PARSER.parsebytes(raw)
+        headers = _HEADER_PARSER.parsebytes(header_block(raw))
     except Exception as error:  # the stdlib parser is lenient, but never trust it fully
         return HeaderFacts(defects=(f"header block unparseable: {error}",))
     defects = tuple(type(defect).__name__ for defect in headers.defects)
@@ -49,6 +49,12 @@ def read_header_facts(raw: bytes) -> HeaderFacts:
         addresses=_all_addresses(headers),
         defects=defects,
     )
+
+
+def header_block(raw: bytes) -> bytes:
+    """The bytes up to the first empty line (RFC 5322 section 2.1): the parser never sees the body."""
+    ends = [end for end in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if end >= 0]
+    return raw[: min(ends) + 2] if ends else raw
 
 
 def _str(value: object) -> str | None:

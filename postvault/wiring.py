@@ -5,14 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from archiver.journal import Journal
-from indexer.search_backend import SearchBackend
 from postvault.settings import Settings
-from storage.blobstore import BlobStore
+
+if TYPE_CHECKING:  # engines are imported when first used: `postvault --help` stays quick
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from archiver.journal import Journal
+    from indexer.search_backend import SearchBackend
+    from storage.blobstore import BlobStore
 
 
 class ConfigurationError(ValueError):
@@ -52,7 +55,7 @@ class Archive:
     settings: Settings
 
     @cached_property
-    def sessions(self) -> sessionmaker[Session]:
+    def sessions(self) -> "sessionmaker[Session]":
         from storage.database import open_catalogue
 
         return open_catalogue(self.settings.resolved_database_url())
@@ -67,6 +70,8 @@ class Archive:
 
     @cached_property
     def journal(self) -> Journal:
+        from archiver.journal import Journal
+
         return Journal(self.blobs, self.sessions)
 
     def close(self) -> None:

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# Factories for a real embedded archive (SQLite, blob folder, tantivy) live beside this file.
+pytest_plugins = ["tests.archive_factory"]
+
 REPO = Path(__file__).resolve().parent.parent
 
 # --------------------------------------------------------------------------------------

@@ -27,7 +27,6 @@ from storage.models import Envelope as EnvelopeRow
 from storage.models import ImportCheckpoint, IndexOutbox, Message, MessageMailbox
 from tests.archive_factory import make_message
 
-pytest_plugins = ["tests.archive_factory"]
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -21,7 +21,6 @@ from storage.models import Envelope as EnvelopeRow
 from storage.models import Message, MessageMailbox
 from tests.archive_factory import make_message
 
-pytest_plugins = ["tests.archive_factory"]
 
 FIXTURES = Path(__file__).parent / "fixtures" / "exchange"
 LIMIT = 20_000

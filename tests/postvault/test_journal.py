@@ -11,7 +11,6 @@ from storage.models import Envelope as EnvelopeRow
 from storage.models import IndexOutbox, Message, MessageDomain, MessageMailbox
 from tests.archive_factory import make_message
 
-pytest_plugins = ["tests.archive_factory"]
 
 
 def test_journal_stores_bytes_row_scope_and_outbox(archive) -> None:

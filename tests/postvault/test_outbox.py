@@ -17,7 +17,6 @@ from storage.models import IndexOutbox, Message
 from storage.timeutil import utcnow
 from tests.archive_factory import make_message
 
-pytest_plugins = ["tests.archive_factory"]
 
 
 def _ids(archive, query: str, scope: Scope = Scope.everything()) -> set[int]:

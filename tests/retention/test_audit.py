@@ -5,7 +5,6 @@ from sqlalchemy import text
 from retention.audit import GENESIS, audit, verify_chain
 from storage.models import AuditEvent
 
-pytest_plugins = ["tests.archive_factory"]
 
 
 def test_chain_links_and_detects_tampering(archive) -> None:
