@@ -1,0 +1,208 @@
+"""The OpenSearch index layout, and IndexDocuments turned into the JSON it stores."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta, timezone
+from itertools import groupby
+from typing import Any
+
+from indexer.document import IndexDocument
+from indexer.query import fields
+from indexer.query.analysis import MAX_TOKEN_BYTES, is_word_char, split_words
+
+# Sort key for the date orders: whole UTC seconds, ties broken by id (``fields.ID``).
+DATE_ORDER = "date_order"
+# Text fields hold words already split by ``indexer.query.analysis`` and joined by spaces,
+# so the engine only splits at those spaces: the one word rule runs in Python, at index
+# and at query time, and cannot drift from tantivy's (Java's Unicode tables, its
+# lower-casing of "İ" and its character-counting length filter would each differ).
+WORDS_ANALYZER = "postvault_words"
+# Stands where tantivy leaves a position empty (a dropped long word, the gap between two
+# values of one field), so phrases and NEAR count the same distances. No query can match
+# it: every query word is a run of alphanumeric characters.
+FILLER = "_"
+# Lucene refuses a term over 32766 UTF-8 bytes, and the whole document with it; a keyword
+# value longer than this many characters (4 bytes each at most) is left unindexed instead.
+KEYWORD_MAX_CHARS = 8191
+MAX_LONG = 2**63 - 1
+
+# Tantivy keeps dates as i64 nanoseconds and clamps the rest into this span; clamping the
+# same way here makes ``before:1600`` or ``after:3000`` find the same messages in both.
+EARLIEST = datetime(1677, 9, 21, 0, 12, 43, 145225, tzinfo=timezone.utc)
+LATEST = datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=timezone.utc)
+UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+_ASCII_WORDS = re.compile(r"[A-Za-z0-9]+")
+# Python's [^\W_] is exactly ``str.isalnum``; the few other characters ``is_word_char``
+# admits (Other_Alphabetic marks, newer letters) send a value down the slow path.
+_ALNUM_RUNS = re.compile(r"([^\W_]+)")
+
+
+def analysis_settings() -> dict[str, Any]:
+    return {"analyzer": {WORDS_ANALYZER: {"type": "custom", "tokenizer": "whitespace"}}}
+
+
+def mappings() -> dict[str, Any]:
+    """The mapping every index version gets; ``mapping_problems`` compares a live one with it."""
+    properties: dict[str, Any] = {
+        fields.ID: {"type": "long"},
+        fields.DATE: {"type": "date"},
+        DATE_ORDER: {"type": "long", "index": False},  # sorted on, never searched
+        fields.SIZE: {"type": "long"},
+        fields.HAS_ATTACHMENT: {"type": "boolean"},
+    }
+    for name in fields.ANALYSED_FIELDS:
+        properties[name] = {"type": "text", "analyzer": WORDS_ANALYZER}
+    for name in fields.KEYWORD_FIELDS:
+        properties[name] = {"type": "keyword", "ignore_above": KEYWORD_MAX_CHARS}
+    return {
+        "dynamic": "strict",  # a field this code does not know is a bug, not a new column
+        # The index is rebuilt from blobs, never from itself (invariant 2), and hits are read
+        # from doc values, so the word streams, most of the bytes, are not kept a second time.
+        "_source": {"excludes": list(fields.ANALYSED_FIELDS)},
+        "properties": properties,
+    }
+
+
+def index_body(*, shards: int, replicas: int, building: bool = False) -> dict[str, Any]:
+    """Settings and mappings for a new index version; ``building`` tunes it for a bulk load."""
+    settings: dict[str, Any] = {
+        "number_of_shards": shards,
+        # While a rebuild loads it nobody searches it: no replicas to feed, no refreshes.
+        "number_of_replicas": 0 if building else replicas,
+        "analysis": analysis_settings(),
+    }
+    if building:
+        settings["refresh_interval"] = "-1"
+    return {"settings": settings, "mappings": mappings()}
+
+
+# --- documents ---
+
+
+def _word_runs(value: str) -> list[str]:
+    """Maximal runs of word characters (rule 1 of ``indexer.query.analysis``)."""
+    if value.isascii():
+        return _ASCII_WORDS.findall(value)
+    runs: list[str] = []
+    current: list[str] = []
+    # Alphanumeric runs are found by the regex engine; only separators with non-ASCII
+    # characters are asked whether they hold a word character after all.
+    for index, part in enumerate(_ALNUM_RUNS.split(value)):  # separator, run, ..., separator
+        if index % 2:
+            current.append(part)
+            continue
+        pieces = [(False, part)] if part.isascii() else [(w, "".join(g)) for w, g in groupby(part, key=is_word_char)]
+        for is_word, piece in pieces:
+            if is_word:
+                current.append(piece)
+            elif piece and current:
+                runs.append("".join(current))
+                current = []
+    if current:
+        runs.append("".join(current))
+    return runs
+
+
+def _value_words(value: str) -> list[str]:
+    """The positions tantivy gives one value: its words, FILLER for each dropped long word."""
+    runs = _word_runs(value)
+    # ``split_words`` decides length and lower case; plain ASCII words, most of any mail,
+    # take the short way it would take too (one byte a character, ``str.lower``).
+    words = [
+        (run.lower() if len(run) < MAX_TOKEN_BYTES else FILLER) if run.isascii() else (split_words(run) or (FILLER,))[0]
+        for run in runs
+    ]
+    # Tantivy places the next value after the last word it kept: a dropped word at the end
+    # of a value takes no position.
+    while words and words[-1] == FILLER:
+        words.pop()
+    return words
+
+
+def word_stream(values: Iterable[str]) -> str:
+    """The text an analysed field is indexed as: one space-separated word per position.
+
+    Tantivy leaves one empty position between two values of a multi-valued field (measured:
+    ``filename:a NEAR/1 b`` matches file names "x a" and "b y"), even after a value with no
+    words; a FILLER holds it.
+    """
+    positions: list[str] = []
+    for number, value in enumerate(values):
+        if number:
+            positions.append(FILLER)
+        positions.extend(_value_words(value))
+    return " ".join(positions)
+
+
+def clamp_date(moment: datetime) -> datetime:
+    # Naive dates are taken as UTC, as the tantivy backend does.
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return min(max(moment.astimezone(timezone.utc), EARLIEST), LATEST)
+
+
+def epoch_millis(moment: datetime) -> int:
+    return (clamp_date(moment) - UNIX_EPOCH) // timedelta(milliseconds=1)
+
+
+def date_from_millis(millis: int) -> datetime:
+    return UNIX_EPOCH + timedelta(milliseconds=millis)
+
+
+def to_source(document: IndexDocument) -> dict[str, Any]:
+    """The JSON document OpenSearch indexes for ``document``."""
+    moment = clamp_date(document.date)
+    source: dict[str, Any] = {
+        fields.ID: document.id,
+        fields.DATE: epoch_millis(moment),
+        DATE_ORDER: (moment - UNIX_EPOCH) // timedelta(seconds=1),
+        fields.SIZE: min(max(document.size, 0), MAX_LONG),
+        fields.HAS_ATTACHMENT: document.has_attachment,
+    }
+    values = fields.document_values(document)
+    for name in fields.ANALYSED_FIELDS:
+        if values.get(name):
+            source[name] = word_stream(values[name])
+    for name in fields.KEYWORD_FIELDS:
+        if values.get(name):
+            source[name] = list(values[name])
+    return source
+
+
+# --- comparing a live index with the layout above ---
+
+
+def mapping_problems(live_mappings: Mapping[str, Any], live_settings: Mapping[str, Any]) -> list[str]:
+    """What differs between a live index and ``index_body``, in plain words; empty if nothing."""
+    expected = mappings()
+    problems: list[str] = []
+    live_properties = live_mappings.get("properties", {})
+    for name, wanted in expected["properties"].items():
+        found = live_properties.get(name)
+        if found is None:
+            problems.append(f"field {name!r} is missing")
+            continue
+        for key, value in wanted.items():
+            if _normal(found.get(key)) != _normal(value):
+                problems.append(f"field {name!r} has {key} {found.get(key)!r}, expected {value!r}")
+    for name in sorted(set(live_properties) - set(expected["properties"])):
+        problems.append(f"field {name!r} is not one postvault defines")
+    if _normal(live_mappings.get("dynamic")) != "strict":
+        problems.append("the mapping accepts unknown fields (dynamic is not strict)")
+    wanted_analyzer = analysis_settings()["analyzer"][WORDS_ANALYZER]
+    found_analyzer = live_settings.get("analysis", {}).get("analyzer", {}).get(WORDS_ANALYZER)
+    if found_analyzer is None:
+        problems.append(f"analyzer {WORDS_ANALYZER!r} is missing")
+    elif any(_normal(found_analyzer.get(key)) != value for key, value in wanted_analyzer.items()):
+        problems.append(f"analyzer {WORDS_ANALYZER!r} is {found_analyzer!r}, expected {wanted_analyzer!r}")
+    if live_settings.get("translog", {}).get("durability", "request") != "request":
+        # Without it a bulk request is acknowledged before its translog is fsynced.
+        problems.append("index.translog.durability is not 'request': acknowledged documents may be lost")
+    return problems
+
+
+def _normal(value: object) -> object:
+    # The settings and mapping APIs may answer "false" or "8191" for false and 8191.
+    return str(value).lower() if isinstance(value, (bool, int)) else value
