@@ -303,6 +303,15 @@ def _age_text(age: Optional[timedelta]) -> str:
     return f"{seconds // 3600}h {seconds % 3600 // 60}m"
 
 
+def _without_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
+
+
 @app.command()
 def check() -> None:
     """Connect to each configured engine and say plainly what is wrong, if anything."""
@@ -310,7 +319,7 @@ def check() -> None:
     archive = Archive(settings)
     failures = 0
     probes = (
-        ("catalogue", settings.resolved_database_url(), lambda: archive.sessions),
+        ("catalogue", _without_password(settings.resolved_database_url()), lambda: archive.sessions),
         ("blob store", settings.resolved_blobstore_url(), lambda: archive.blobs.check()),
         ("search", settings.resolved_search_url(), lambda: archive.search.count()),
     )

@@ -8,6 +8,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from indexer.outbox import DrainReport, ParseOutcome, index_leased, lease_batch
 from postvault.settings import Settings
@@ -64,22 +65,54 @@ def _parse_in_worker(digest: str) -> ParseOutcome:
 
 
 class PooledParser:
-    """Parses across processes (parsing is CPU-bound Python), in-process for small batches."""
+    """Parses across processes: parsing is CPU-bound Python, and native extractors (PDFium,
+    calamine) run there too, so a crash on a hostile file kills a worker, not the server."""
 
-    def __init__(self, archive: Archive, workers: int) -> None:
+    def __init__(
+        self,
+        archive: Archive,
+        workers: int,
+        *,
+        inline_below: int = _POOL_THRESHOLD,
+        parse_in_worker: Callable[[str], ParseOutcome] | None = None,
+    ) -> None:
         self._inline = InProcessParser(archive.blobs, archive.settings)
+        # A module-level function (pickled by name); tests pass one that crashes on purpose.
+        self._parse_in_worker = parse_in_worker or _parse_in_worker
+        self._inline_below = inline_below
+        self._workers = workers
+        self._initargs = (archive.settings.resolved_blobstore_url(), archive.settings.model_dump_json())
+        self._executor = self._new_executor()
+
+    def _new_executor(self) -> ProcessPoolExecutor:
         # forkserver: forking a process that runs tantivy's threads is not safe.
-        self._executor = ProcessPoolExecutor(
-            max_workers=workers,
+        return ProcessPoolExecutor(
+            max_workers=self._workers,
             mp_context=multiprocessing.get_context("forkserver"),
             initializer=_init_worker,
-            initargs=(archive.settings.resolved_blobstore_url(), archive.settings.model_dump_json()),
+            initargs=self._initargs,
         )
 
     def __call__(self, digests: Sequence[str]) -> list[ParseOutcome]:
-        if len(digests) < _POOL_THRESHOLD:
+        if len(digests) < self._inline_below:
             return self._inline(digests)
-        return list(self._executor.map(_parse_in_worker, digests, chunksize=16))
+        try:
+            return list(self._executor.map(self._parse_in_worker, digests, chunksize=8))
+        except BrokenProcessPool:
+            log.error("a parser process died; parsing this batch one message at a time to find the cause")
+            self._restart()
+            return [self._parse_isolated(digest) for digest in digests]
+
+    def _parse_isolated(self, digest: str) -> ParseOutcome:
+        try:
+            return self._executor.submit(self._parse_in_worker, digest).result()
+        except BrokenProcessPool:
+            self._restart()
+            return ParseOutcome(sha256=digest, parsed=None, error="the parser process crashed on this message")
+
+    def _restart(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor = self._new_executor()
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -127,10 +160,23 @@ def drain_outbox(
 
 
 def run_indexer(archive: Archive, stop: threading.Event) -> None:
-    """The embedded profile's background worker: drain, sleep, repeat until stopped."""
+    """The embedded profile's background worker: drain, sleep, repeat until stopped.
+
+    It always parses in a process pool, even for one message: the server also runs the
+    SMTP listener, which a native crash in an extractor must not take down.
+    """
+    workers = archive.settings.index_workers or (os.cpu_count() or 1)
+    parser = PooledParser(archive, workers, inline_below=0)
+    try:
+        _index_until_stopped(archive, stop, parser)
+    finally:
+        parser.close()
+
+
+def _index_until_stopped(archive: Archive, stop: threading.Event, parser: PooledParser) -> None:
     while not stop.is_set():
         try:
-            report = drain_outbox(archive, stop=stop)
+            report = drain_outbox(archive, parse_many=parser, stop=stop)
             if report.errors:
                 log.warning("indexing: %d failed; first error: %s", report.failed, report.errors[0])
         except Exception:  # the worker must outlive any one bad batch
