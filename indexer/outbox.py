@@ -11,7 +11,7 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from indexer.document import Address, IndexDocument, ParsedMessage
-from indexer.search_backend import SearchBackend, SearchBackendError
+from indexer.search_backend import IndexLockedError, SearchBackend, SearchBackendError
 from storage.models import Envelope, IndexOutbox, Message, MessageDomain, MessageMailbox
 from storage.timeutil import as_utc, utcnow
 
@@ -164,6 +164,10 @@ def index_leased(
         done.append((lease, outcome.parsed.defects))
     try:
         backend.index(documents)
+    except IndexLockedError:
+        # Another process (a running `serve`) owns the index: hand the rows straight back.
+        _unlease(sessions, leases)
+        raise
     except SearchBackendError as error:
         # The engine is down: nothing is lost, the rows stay and are retried later.
         release(sessions, leases, error=str(error))
@@ -191,6 +195,15 @@ def _finish(sessions: sessionmaker[Session], done, failed, gone) -> None:  # typ
             session.execute(update(IndexOutbox).where(IndexOutbox.message_id == lease.message_id).values(leased_until=None))
         for lease, error in failed:
             _schedule_retry(session, lease, error, now)
+
+
+def _unlease(sessions: sessionmaker[Session], leases: Sequence[Lease]) -> None:
+    with sessions.begin() as session:
+        session.execute(
+            update(IndexOutbox)
+            .where(IndexOutbox.message_id.in_([lease.message_id for lease in leases]))
+            .values(leased_until=None, attempts=IndexOutbox.attempts - 1)
+        )
 
 
 def release(sessions: sessionmaker[Session], leases: Iterable[Lease], *, error: str) -> None:

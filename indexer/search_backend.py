@@ -38,6 +38,10 @@ class SearchBackendError(RuntimeError):
     """The engine is unreachable or refused the operation; the caller may retry later."""
 
 
+class IndexLockedError(SearchBackendError):
+    """Another process holds the only writer of an embedded index (tantivy): let it index."""
+
+
 class SearchBackend(Protocol):
     """Contract every index engine adapter keeps.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Optional
@@ -61,7 +62,13 @@ def import_command(
         except (BlobStoreError, SQLAlchemyError, OSError) as error:
             errors.print(f"[red]Storage unavailable; nothing was imported:[/] {error}", highlight=False)
             raise typer.Exit(1) from None
-        summary = _run_import(archive, settings, paths, custodian, batch_size)
+        # Index while importing: journaling waits on the disk, parsing on the CPU.
+        background = _BackgroundIndexer(archive) if index else None
+        try:
+            summary = _run_import(archive, settings, paths, custodian, batch_size)
+        finally:
+            if background:
+                background.finish()
         _print_summary(summary)
         _print_refusals(summary, refusals_file)
         if summary.storage_error:
@@ -70,7 +77,7 @@ def import_command(
                          "Fix the storage and run the same command again: it resumes and archives nothing twice.")
             raise typer.Exit(1)
         if index:
-            _index(archive)
+            _index(archive, background)
     finally:
         archive.close()
 
@@ -136,16 +143,70 @@ def _print_refusals(summary: ImportSummary, refusals_file: Path | None) -> None:
             console.print("  (--refusals-file PATH writes every one of them)")
 
 
-def _index(archive: Archive) -> None:
-    try:
+class _BackgroundIndexer:
+    """Drains the outbox in a thread while the import journals; stops when told or when
+    another process (a running `postvault serve`) owns the index."""
+
+    def __init__(self, archive: Archive) -> None:
+        from postvault.indexing import parser_for
+
+        self._archive = archive
+        self._parser = parser_for(archive, expected=10_000)
+        self._stop = threading.Event()
+        self.indexed = 0
+        self.failed = 0
+        self.errors: list[str] = []
+        self.locked = False
+        self._thread = threading.Thread(target=self._run, name="import-indexer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from indexer.search_backend import IndexLockedError
         from postvault.indexing import drain_outbox
-    except ImportError:  # an archive without the indexer: the messages wait in the outbox
-        console.print("Indexing is not available here; the messages wait in the index outbox.")
+
+        while not self._stop.is_set():
+            try:
+                report = drain_outbox(self._archive, parse_many=self._parser, stop=self._stop)
+            except IndexLockedError:
+                self.locked = True
+                return
+            except Exception as error:  # the import itself must not die with its helper
+                self.errors.append(f"background indexing stopped: {error}")
+                return
+            self.indexed += report.indexed
+            self.failed += report.failed
+            self.errors.extend(report.errors)
+            self._stop.wait(0.2)
+
+    def finish(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        close = getattr(self._parser, "close", None)
+        if close:
+            close()
+
+
+def _index(archive: Archive, background: _BackgroundIndexer | None = None) -> None:
+    from indexer.search_backend import IndexLockedError
+    from postvault.indexing import drain_outbox
+
+    indexed = background.indexed if background else 0
+    failed = background.failed if background else 0
+    errors_seen = list(background.errors) if background else []
+    if background and background.locked:
+        console.print("Another postvault process (serve) owns the search index; it indexes these messages.")
         return
     with Progress(SpinnerColumn(), TextColumn("Indexing"), TextColumn("{task.completed:,} messages"), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
-        task = progress.add_task("index", total=None)
-        report = drain_outbox(archive, on_batch=lambda batch: progress.advance(task, batch.indexed + batch.failed))
+        task = progress.add_task("index", total=None, completed=indexed)
+        try:
+            report = drain_outbox(archive, on_batch=lambda batch: progress.advance(task, batch.indexed + batch.failed))
+        except IndexLockedError:
+            console.print("Another postvault process (serve) owns the search index; it indexes these messages.")
+            return
+    report.indexed += indexed
+    report.failed += failed
+    report.errors[:0] = errors_seen
     console.print(f"Indexed {report.indexed:,} message(s); {report.failed:,} failed.")
     for error in report.errors[:10]:
         errors.print(f"  [yellow]{error}[/]", highlight=False)

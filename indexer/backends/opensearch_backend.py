@@ -14,7 +14,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import (
     AuthenticationException,
     AuthorizationException,
-    ConnectionError,
+    ConnectionError as TransportConnectionError,
     ConnectionTimeout,
     OpenSearchException,
     SSLError,
@@ -125,14 +125,14 @@ class Connection:
 
 
 def _host(item: str) -> tuple[str, int]:
-    host, _, port = item.strip().rpartition(":") if ":" in item.strip("[]") else (item.strip(), "", "")
-    host = host.strip("[]")
-    if not host:
-        raise ValueError(f"no host name in the OpenSearch URL part {item!r}")
+    parts = urlsplit("//" + item.strip())  # the URL parser knows [IPv6]:port
     try:
-        return host, int(port) if port else DEFAULT_PORT
+        port = parts.port
     except ValueError:
         raise ValueError(f"the port in {item!r} is not a number") from None
+    if not parts.hostname:
+        raise ValueError(f"no host name in the OpenSearch URL part {item!r}")
+    return parts.hostname, port or DEFAULT_PORT
 
 
 def _flag(options: Mapping[str, str], name: str, default: bool) -> bool:
@@ -185,7 +185,6 @@ class OpenSearchBackend:
         self.alias = f"{connection.prefix}-messages"
         self.rebuild_alias = f"{connection.prefix}-messages-rebuild"
         self._version_re = re.compile(re.escape(self.alias) + r"-v([0-9]+)")
-        self._live_known = False
 
     @classmethod
     def from_url(cls, url: str, environ: Mapping[str, str] = os.environ) -> "OpenSearchBackend":
@@ -247,7 +246,8 @@ class OpenSearchBackend:
                 require_alias=True,
             ):
                 result = next(iter(item.values()))
-                if not ok and not (missing_is_fine and result.get("status") == 404):
+                # Deleting an id the index does not hold is no failure; a missing index still is.
+                if not ok and not (missing_is_fine and result.get("result") == "not_found"):
                     failures.append(result)
         if failures:
             first = failures[0]
@@ -310,7 +310,6 @@ class OpenSearchBackend:
             actions.insert(0, {"remove": {"index": layout.live, "alias": self.alias}})
         with self._translated(f"pointing {self.alias} at {new}"):
             self._client.indices.update_aliases(body={"actions": actions})
-        self._live_known = True
         if layout.live is not None:
             self._delete_index(layout.live)
         return new
@@ -352,7 +351,6 @@ class OpenSearchBackend:
         """The layout, after creating version 1 behind the alias if there is no index yet."""
         layout = self._layout()
         if layout.live is not None:
-            self._live_known = True
             return layout
         stray = [v for v in layout.versions if f"{self.alias}-v{v}" != layout.building]
         if stray:
@@ -364,22 +362,22 @@ class OpenSearchBackend:
         name = f"{self.alias}-v{max(layout.versions, default=0) + 1}"
         body = mapping.index_body(shards=self.connection.shards, replicas=self.connection.replicas)
         body["aliases"] = {self.alias: {"is_write_index": True}}
-        try:
-            with self._translated(f"creating the index {name}"):
+        with self._translated(f"creating the index {name}"):
+            try:
                 self._client.indices.create(index=name, body=body)
-        except SearchBackendError as error:
-            # Another process created it first: use theirs.
-            if "resource_already_exists" not in str(error.__cause__):
-                raise
-        return self._ensure_live() if self._layout().live is None else self._layout()
+            except TransportError as error:
+                if error.error != "resource_already_exists_exception":
+                    raise
+                # Another process created it a moment ago: use theirs.
+        layout = self._layout()
+        if layout.live is None:
+            raise SearchBackendError(f"the alias {self.alias} at {self.connection.where} vanished while it was being created")
+        return layout
 
     def _write_targets(self) -> tuple[str, ...]:
         # Asked on every write, not remembered: another process may begin or finish a
-        # rebuild at any time, and a write that misses the new version would be lost from it.
-        layout = self._ensure_live() if not self._live_known else self._layout()
-        if layout.live is None:
-            self._live_known = False
-            layout = self._ensure_live()
+        # rebuild at any time, and a write that missed the new version would be lost from it.
+        layout = self._ensure_live()
         return (self.alias, self.rebuild_alias) if layout.building else (self.alias,)
 
     # --- reading ---
@@ -541,7 +539,7 @@ class OpenSearchBackend:
                 f"the TLS connection to OpenSearch at {where} failed while {doing} ({_cause(error)}); "
                 "check ca_certs / verify_certs in the URL"
             ) from error
-        except ConnectionError as error:
+        except TransportConnectionError as error:
             raise SearchBackendError(f"OpenSearch at {where} is unreachable ({_cause(error)}) while {doing}") from error
         except AuthenticationException as error:
             how = (
@@ -588,7 +586,7 @@ def _reason(info: object) -> str:
     return str(info) if info else ""
 
 
-def _cause(error: ConnectionError) -> str:
+def _cause(error: TransportConnectionError) -> str:
     text = str(error.info)
     for needle, plain in (
         ("Connection refused", "connection refused"),

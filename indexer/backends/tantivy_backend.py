@@ -17,7 +17,7 @@ from indexer.document import IndexDocument
 from indexer.query import fields
 from indexer.query.ast import Node
 from indexer.scope import Scope, require_scope
-from indexer.search_backend import Hit, SearchBackendError, SearchPage, SortOrder
+from indexer.search_backend import IndexLockedError, Hit, SearchBackendError, SearchPage, SortOrder
 
 # Date order is to the second, ties broken by id in the same direction, so that paging
 # through messages with identical dates (bulk imports) neither repeats nor skips any. Both
@@ -183,7 +183,7 @@ class TantivyBackend:
                 self._writer = self._index.writer(heap_size=self._heap, num_threads=self._threads)
             except ValueError as error:
                 if "LockBusy" in str(error):
-                    raise SearchBackendError(
+                    raise IndexLockedError(
                         f"the search index at {self._path} is locked by another writer (is another "
                         "postvault process indexing?); this process can search it but not change it"
                     ) from error
