@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from archiver.envelope import Envelope
 from archiver.headers import HeaderFacts, domain_of, normalise_address, read_header_facts
-from storage.blobstore import BlobStore, BlobStoreError, sha256_hex
+from retention import policies
+from storage.blobstore import BlobStore, BlobStoreError, LockRequest, sha256_hex
 from storage.models import Envelope as EnvelopeRow
 from storage.models import IndexOutbox, Message, MessageDomain, MessageMailbox
 from storage.sql import insert_ignoring_conflicts, upsert
@@ -67,6 +68,9 @@ class Journal:
 
     The blob is durable before its catalogue row exists, so a crash between the two
     leaves at worst an orphan blob (reported by ``verify``), never a row without bytes.
+    A message of a domain whose policy asks for Object Lock is written locked: its lock
+    is worked out before the blob is written and goes on with the write itself, so the
+    object never exists unlocked.
     """
 
     def __init__(self, blobs: BlobStore, sessions: sessionmaker[Session]) -> None:
@@ -80,15 +84,38 @@ class Journal:
         """Journal a batch: all blobs durable, then one catalogue transaction."""
         if not arrivals:
             return []
+        facts = [read_header_facts(arrival.raw) for arrival in arrivals]
+        mailboxes = [mailboxes_of(arrival, fact) for arrival, fact in zip(arrivals, facts)]
         try:
-            digests = self._blobs.put_many([arrival.raw for arrival in arrivals])
+            locks = self._locks(arrivals, mailboxes)
+        except SQLAlchemyError as error:
+            raise JournalError(f"catalogue failed: {error.__class__.__name__}: {error}") from error
+        raws = [arrival.raw for arrival in arrivals]
+        try:
+            digests = self._blobs.put_many(raws, locks=locks) if any(locks) else self._blobs.put_many(raws)
         except BlobStoreError as error:
             raise JournalError(f"blob store failed: {error}") from error
         try:
             with self._sessions.begin() as session:
-                return self._record(session, arrivals, digests)
+                return self._record(session, arrivals, digests, facts, mailboxes)
         except SQLAlchemyError as error:
             raise JournalError(f"catalogue failed: {error.__class__.__name__}: {error}") from error
+
+    def _locks(self, arrivals: Sequence[Arrival], mailboxes: list[tuple[str, ...]]) -> list[LockRequest | None]:
+        """Each message's Object Lock from its domains' policies, read once for the batch."""
+        with self._sessions() as session:
+            locking = policies.with_object_lock(session=session)
+        if not locking:
+            return [None] * len(arrivals)
+        now = utcnow()
+        return [
+            policies.object_lock_for(
+                [locking[domain] for domain in _domains(boxes) if domain in locking],
+                received_at=as_utc(arrival.envelope.received_at) or now,
+                now=now,
+            )
+            for arrival, boxes in zip(arrivals, mailboxes)
+        ]
 
     def known_digests(self, digests: Sequence[str]) -> set[str]:
         """Which of these digests are already archived (lets importers skip work on re-runs)."""
@@ -99,8 +126,14 @@ class Journal:
                 found.update(session.scalars(select(Message.sha256).where(Message.sha256.in_(chunk))))
         return found
 
-    def _record(self, session: Session, arrivals: Sequence[Arrival], digests: list[str]) -> list[JournalReceipt]:
-        facts = [read_header_facts(arrival.raw) for arrival in arrivals]
+    def _record(
+        self,
+        session: Session,
+        arrivals: Sequence[Arrival],
+        digests: list[str],
+        facts: list[HeaderFacts],
+        mailboxes: list[tuple[str, ...]],
+    ) -> list[JournalReceipt]:
         unique_digests = list(dict.fromkeys(digests))
         existing = dict(session.execute(select(Message.sha256, Message.id).where(Message.sha256.in_(unique_digests))).all())
 
@@ -117,18 +150,17 @@ class Journal:
         envelope_rows, mailbox_rows, domain_rows, to_index = [], [], [], set()
         receipts = []
         seen_in_batch: set[str] = set()
-        for arrival, digest, fact in zip(arrivals, digests, facts):
+        for arrival, digest, boxes in zip(arrivals, digests, mailboxes):
             message_id = ids[digest]
             duplicate = digest in existing or digest in seen_in_batch
             seen_in_batch.add(digest)
             receipts.append(JournalReceipt(message_id=message_id, sha256=digest, duplicate=duplicate))
             envelope_rows.append(_envelope_row(message_id, arrival, now))
-            mailboxes = mailboxes_of(arrival, fact)
-            if not duplicate or not set(mailboxes) <= known_mailboxes.get(message_id, set()):
+            if not duplicate or not set(boxes) <= known_mailboxes.get(message_id, set()):
                 to_index.add(message_id)  # new message, or its scope widened
-            known_mailboxes.setdefault(message_id, set()).update(mailboxes)
-            mailbox_rows.extend({"message_id": message_id, "mailbox": m} for m in mailboxes)
-            domain_rows.extend({"message_id": message_id, "domain": d} for d in {domain_of(m) for m in mailboxes})
+            known_mailboxes.setdefault(message_id, set()).update(boxes)
+            mailbox_rows.extend({"message_id": message_id, "mailbox": m} for m in boxes)
+            domain_rows.extend({"message_id": message_id, "domain": d} for d in _domains(boxes))
 
         insert_ignoring_conflicts(session, EnvelopeRow.__table__, envelope_rows)
         insert_ignoring_conflicts(session, MessageMailbox.__table__, _distinct(mailbox_rows))
@@ -189,6 +221,10 @@ def _mailboxes_by_message(session: Session, message_ids: list[int]) -> dict[int,
     for message_id, mailbox in rows:
         result.setdefault(message_id, set()).add(mailbox)
     return result
+
+
+def _domains(mailboxes: Sequence[str]) -> set[str]:
+    return {domain_of(mailbox) for mailbox in mailboxes}
 
 
 def _distinct(rows: list[dict]) -> list[dict]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -68,9 +69,11 @@ def reply_for_failure(error: BaseException) -> str:
 class JournalHandler:
     """aiosmtpd handler: records every RCPT exactly, journals on DATA, answers 250 only when durable."""
 
-    def __init__(self, journal: Journal, executor: ThreadPoolExecutor | None = None) -> None:
+    def __init__(self, journal: Journal, executor: ThreadPoolExecutor | None = None,
+                 notify_indexer: Callable[[int], None] | None = None) -> None:
         self._journal = journal
         self._executor = executor
+        self._notify_indexer = notify_indexer
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str, rcpt_options: list[str]) -> str:
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
@@ -103,7 +106,13 @@ class JournalHandler:
         return f"250 2.0.0 Ok: archived {receipt.sha256[:16]}"
 
     def _archive(self, raw: bytes, facts: Envelope) -> JournalReceipt:
-        return self._journal.journal(arrival_for(raw, facts))
+        receipt = self._journal.journal(arrival_for(raw, facts))
+        if self._notify_indexer is not None:
+            try:
+                self._notify_indexer(1)
+            except Exception:  # the message is durable: a failed wake-up must not become a 451
+                log.exception("could not notify the indexer; the outbox sweep will find the message")
+        return receipt
 
 
 def _client_address(peer: Any) -> str:
@@ -124,10 +133,11 @@ class _Controller(Controller):
 class SmtpListener:
     """The journal listener: host, port, size limit and greeting name come from settings."""
 
-    def __init__(self, archive: HasJournal, settings: Any, *, workers: int = 4) -> None:
+    def __init__(self, archive: HasJournal, settings: Any, *, workers: int = 4,
+                 notify_indexer: Callable[[int], None] | None = None) -> None:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="smtp-journal")
         self._controller = _Controller(
-            JournalHandler(archive.journal, self._executor),
+            JournalHandler(archive.journal, self._executor, notify_indexer),
             hostname=settings.smtp_host,
             port=settings.smtp_port,
             server_hostname=settings.smtp_hostname,

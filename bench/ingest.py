@@ -174,6 +174,19 @@ def tool_versions(tools: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def _code_version() -> str:
+    """HEAD plus a short hash of uncommitted changes to postvault's Python sources."""
+    import hashlib
+
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    digest = hashlib.sha256()
+    for package in ("postvault", "archiver", "indexer", "search_ui", "retention", "storage"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            digest.update(str(path.relative_to(REPO)).encode())
+            digest.update(path.read_bytes())
+    return f"{head.stdout.strip() or '?'}+src:{digest.hexdigest()[:10]}"
+
+
 def _clean_env(**extra: str) -> dict[str, str]:
     """The caller's environment without postvault/notmuch settings that would point elsewhere."""
     env = {k: v for k, v in os.environ.items()
@@ -664,8 +677,16 @@ def run_size(n: int, args, tools: dict, only: list[str]) -> dict:
                 continue
             warm = warm_page_cache(maildir)
             print(f"bench: N={n:,}: {tool} ingest (page cache warmed in {warm:.1f}s)", file=sys.stderr, flush=True)
+            code = _code_version() if tool == "postvault" else None
             try:
                 result["ingest"][tool] = fn(tools, maildir, work, files, args.timeout)
+                if code:
+                    # the tree is an editable install: say which code this run actually ran
+                    result["ingest"][tool]["code_version"] = code
+                    after = _code_version()
+                    if after != code:
+                        result["ingest"][tool].setdefault("warnings", []).append(
+                            f"postvault's source changed during the run ({code} -> {after})")
             except BenchError as error:
                 result["ingest"][tool] = {"error": str(error)}
             r = result["ingest"][tool]
@@ -786,7 +807,7 @@ def render_markdown(results: dict) -> str:
                          f"{_mb(r.get('peak_rss_single'))} | {_mb(r.get('peak_pss_tree'))} | {r.get('max_processes', 1)} | "
                          f"{_mb(r.get('index_bytes'))} | {r.get('loadavg_before', '–')}→{r.get('loadavg_after', '–')} | "
                          f"{'; '.join(notes)} |")
-        pv, mu, nm = (run["ingest"].get(t, {}) for t in TOOLS)
+        pv, nm, mu = (run["ingest"].get(t, {}) for t in TOOLS)
         lines += ["", f"Ratios: postvault ÷ mu msgs/s = {_num(_ratio(pv.get('msgs_per_s'), mu.get('msgs_per_s')), '{}')}; "
                       f"postvault ÷ notmuch msgs/s = {_num(_ratio(pv.get('msgs_per_s'), nm.get('msgs_per_s')), '{}')}.", ""]
         search = run.get("search")
@@ -860,7 +881,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=3 * 3600, help="seconds allowed per ingest")
     parser.add_argument("--results-dir", type=Path, default=BENCH / "results")
     parser.add_argument("--name", default=None, help="results file stem (default <date>-<profile>)")
+    parser.add_argument("--render", type=Path, default=None, metavar="RESULTS.json",
+                        help="only re-render the tables (and the .md beside it) from a results file")
     args = parser.parse_args(argv)
+    if args.render:
+        results = json.loads(args.render.read_text())
+        results["targets"] = evaluate(results)
+        args.render.with_suffix(".md").write_text(render_markdown(results))
+        print_table(results)
+        return 0
 
     if args.profile != "embedded":
         parser.error("--profile scale-out is not implemented yet (PostgreSQL + S3 + OpenSearch + Celery comes later)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -50,34 +51,100 @@ def _requested_scope(mailbox: list[str], domain: list[str], everything: bool):  
 
 @app.command()
 def serve() -> None:
-    """Run the SMTP journal listener and the background indexer until stopped."""
+    """Run the SMTP journal listener, and (without a broker) the background indexer, until stopped."""
     from archiver.smtp import SmtpListener
+    from postvault.background.notifier import InProcessNotifier
     from postvault.indexing import run_indexer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
     archive = Archive(settings)
     archive.sessions  # migrate before accepting mail
-    listener = SmtpListener(archive, settings)
+    notifier = archive.notifier
+    listener = SmtpListener(archive, settings, notify_indexer=notifier.notify)
     stop = threading.Event()
-    worker = threading.Thread(target=run_indexer, args=(archive, stop), name="indexer", daemon=True)
+    # Scale-out profile: Celery workers index (`postvault worker`); this process only
+    # queues a task per message. Embedded profile: a thread here indexes, woken per commit.
+    worker = None
+    if isinstance(notifier, InProcessNotifier):
+        worker = threading.Thread(target=run_indexer, args=(archive, stop, notifier.wake), name="indexer", daemon=True)
     listener.start()
-    worker.start()
+    if worker:
+        worker.start()
+    indexing = "indexing in this process" if worker else f"indexing by Celery workers via {_without_password(settings.broker_url)}"
     console.print(
         f"postvault: SMTP journal listener on {settings.smtp_host}:{listener.port}; "
-        f"data in {settings.data_dir.resolve()}; search {settings.resolved_search_url()}. Ctrl-C stops."
+        f"data in {settings.data_dir.resolve()}; search {settings.resolved_search_url()}; {indexing}. Ctrl-C stops.",
+        highlight=False,
     )
 
     def _stop(_signum, _frame):  # type: ignore[no-untyped-def]
         stop.set()
+        if isinstance(notifier, InProcessNotifier):
+            notifier.wake.set()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     stop.wait()
-    console.print("postvault: stopping (finishing the current index batch)…")
+    console.print("postvault: stopping (finishing the current index batch)…" if worker else "postvault: stopping…")
     listener.stop()
-    worker.join(timeout=60)
+    if worker:
+        worker.join(timeout=60)
     archive.close()
+
+
+def _broker_settings(command: str) -> Settings:
+    settings = Settings()
+    if not settings.broker_url:
+        errors.print(f"[red]postvault {command} needs a broker:[/] set POSTVAULT_BROKER_URL (redis://host:port/0). "
+                     "Without one, `postvault serve` indexes in its own process and needs no worker.")
+        raise typer.Exit(2)
+    return settings
+
+
+@app.command()
+def worker(
+    concurrency: int = typer.Option(0, "--concurrency", "-c", min=0,
+                                    help="Worker processes. 0: POSTVAULT_INDEX_WORKERS, else one per CPU core (always 1 with a tantivy index)."),
+    pool: str = typer.Option("prefork", "--pool", help="Celery execution pool: prefork, solo or threads."),
+    loglevel: str = typer.Option("INFO", "--loglevel"),
+) -> None:
+    """Run Celery workers that index the outbox (scale-out profile: needs POSTVAULT_BROKER_URL)."""
+    from postvault.background.celery_app import make_celery, run_worker
+
+    settings = _broker_settings("worker")
+    if settings.resolved_search_url().startswith("tantivy:"):
+        # tantivy lets one process write an index: a second worker process (here or on
+        # another machine) would find it locked. Several workers need OpenSearch.
+        processes = concurrency or 1
+        if processes > 1:
+            errors.print("[red]A tantivy index has one writer process at a time:[/] run one `postvault worker --concurrency 1`, "
+                         "or use OpenSearch (POSTVAULT_SEARCH_URL=opensearch://...) to index with more.")
+            raise typer.Exit(2)
+    else:
+        processes = concurrency or settings.index_workers or (os.cpu_count() or 1)
+    archive = Archive(settings)
+    try:
+        archive.sessions  # migrate before taking tasks
+    except Exception as error:
+        errors.print(f"[red]Catalogue unavailable:[/] {_without_password(settings.resolved_database_url())}: {error}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        archive.close()  # the parent forks the pool: no connection may cross the fork
+    run_worker(make_celery(settings), concurrency=processes, pool=pool, loglevel=loglevel)
+
+
+@app.command()
+def beat(
+    interval: float = typer.Option(30.0, "--interval", min=0.5, help="Seconds between outbox sweeps."),
+    loglevel: str = typer.Option("INFO", "--loglevel"),
+) -> None:
+    """Run Celery beat: sweeps the outbox for work whose task was lost. Run exactly one per archive."""
+    from postvault.background.celery_app import make_celery, run_beat
+
+    settings = _broker_settings("beat")
+    run_beat(make_celery(settings, sweep_interval=timedelta(seconds=interval)),
+             schedule_file=settings.data_dir / "celerybeat-schedule", loglevel=loglevel)
 
 
 def _register_import() -> None:

@@ -87,9 +87,16 @@ def _run_import(archive: Archive, settings: Settings, paths: list[Path], custodi
                TextColumn("{task.fields[refused]:,} refused"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("import", total=None, refused=0)
+        notified = 0
 
         def on_progress(summary: ImportSummary) -> None:
+            nonlocal notified
             progress.update(task, completed=summary.seen, refused=len(summary.refused))
+            # Called after each committed batch: tell the indexer (a Celery worker in the
+            # scale-out profile) that the outbox has new rows.
+            if summary.seen > notified:
+                archive.notifier.notify(summary.seen - notified)
+                notified = summary.seen
 
         return import_paths(
             paths,

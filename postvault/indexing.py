@@ -159,8 +159,10 @@ def drain_outbox(
     return total
 
 
-def run_indexer(archive: Archive, stop: threading.Event) -> None:
+def run_indexer(archive: Archive, stop: threading.Event, wake: threading.Event | None = None) -> None:
     """The embedded profile's background worker: drain, sleep, repeat until stopped.
+
+    ``wake`` (set by ``InProcessNotifier`` after each journal commit) ends the sleep early.
 
     It always parses in a process pool, even for one message: the server also runs the
     SMTP listener, which a native crash in an extractor must not take down.
@@ -168,12 +170,12 @@ def run_indexer(archive: Archive, stop: threading.Event) -> None:
     workers = archive.settings.index_workers or (os.cpu_count() or 1)
     parser = PooledParser(archive, workers, inline_below=0)
     try:
-        _index_until_stopped(archive, stop, parser)
+        _index_until_stopped(archive, stop, parser, wake)
     finally:
         parser.close()
 
 
-def _index_until_stopped(archive: Archive, stop: threading.Event, parser: PooledParser) -> None:
+def _index_until_stopped(archive: Archive, stop: threading.Event, parser: PooledParser, wake: threading.Event | None = None) -> None:
     while not stop.is_set():
         try:
             report = drain_outbox(archive, parse_many=parser, stop=stop)
@@ -182,4 +184,11 @@ def _index_until_stopped(archive: Archive, stop: threading.Event, parser: Pooled
         except Exception:  # the worker must outlive any one bad batch
             log.exception("indexing batch crashed; retrying after a pause")
             stop.wait(5)
-        stop.wait(archive.settings.index_poll_seconds)
+        if wake is None:
+            stop.wait(archive.settings.index_poll_seconds)
+        else:
+            # Cleared after waking and before the next drain, so a commit notified at
+            # any point is seen by that drain; the poll still finds other work (leases
+            # that expired, retries that came due).
+            wake.wait(archive.settings.index_poll_seconds)
+            wake.clear()

@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # engines are imported when first used: `postvault --help` st
 
     from archiver.journal import Journal
     from indexer.search_backend import SearchBackend
+    from postvault.background.notifier import IndexNotifier
     from storage.blobstore import BlobStore
 
 
@@ -74,7 +75,16 @@ class Archive:
 
         return Journal(self.blobs, self.sessions)
 
+    @cached_property
+    def notifier(self) -> IndexNotifier:
+        """Told after each journal commit: wakes the in-process indexer, or queues a Celery task."""
+        from postvault.background.notifier import notifier_for
+
+        return notifier_for(self.settings)
+
     def close(self) -> None:
+        if "notifier" in self.__dict__:
+            self.notifier.close()
         if "search" in self.__dict__:
             self.search.close()
         if "sessions" in self.__dict__:

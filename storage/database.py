@@ -10,6 +10,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+# Key of the PostgreSQL advisory lock that serialises migrations (any fixed bigint will do).
+_MIGRATION_LOCK = 0x706F73747661756C  # "postvaul"
 
 
 class CatalogueError(RuntimeError):
@@ -56,6 +58,11 @@ def migrate(engine: Engine) -> None:
     """Bring the catalogue to the newest schema (idempotent)."""
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Processes that open a new catalogue together (serve, worker and beat starting
+            # at once) would each create the tables, and all but one would fail. The lock
+            # lasts until this transaction commits; SQLite's BEGIN IMMEDIATE does the same.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

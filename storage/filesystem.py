@@ -15,6 +15,7 @@ from storage.blobstore import (
     BlobCorruptError,
     BlobNotFoundError,
     BlobStoreError,
+    LockRequest,
     is_digest,
     sha256_hex,
     verify_digest,
@@ -43,6 +44,10 @@ class FilesystemBlobStore:
     Durability (invariant 1): bytes go to a temp file in the target directory, the file
     is fsynced, renamed over its final name (atomic on POSIX), and the directory is
     fsynced so the rename itself survives a power cut.
+
+    No WORM: ``put``/``put_many`` accept Object Lock requests and record nothing, because
+    a folder cannot refuse its owner a delete. Archives that must be tamper-proof for a
+    regulator keep their blobs on S3 with Object Lock (``S3BlobStore``).
     """
 
     def __init__(self, root: Path, *, level: int = 3) -> None:
@@ -56,10 +61,11 @@ class FilesystemBlobStore:
     def path_for(self, digest: str) -> Path:
         return self.root / digest[:2] / digest[2:4] / f"{digest}{_SUFFIX}"
 
-    def put(self, data: bytes) -> str:
+    def put(self, data: bytes, *, lock: LockRequest | None = None) -> str:
         return self.put_many([data])[0]
 
-    def put_many(self, blobs: Sequence[bytes]) -> list[str]:
+    def put_many(self, blobs: Sequence[bytes], *, locks: Sequence[LockRequest | None] | None = None) -> list[str]:
+        """Store each blob once; ``locks`` are accepted and ignored (see the class docstring)."""
         digests = [sha256_hex(data) for data in blobs]
         pending: dict[str, bytes] = {}
         try:

@@ -1,4 +1,4 @@
-"""The SQL catalogue: every archived message, its envelopes, its scope keys, the index outbox."""
+"""The SQL catalogue: every archived message, its envelopes, its scope keys, the index outbox, domain policies."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -137,3 +138,27 @@ class AuditEvent(Base):
     detail: Mapped[dict] = mapped_column(JSON, default=dict, nullable=False)
     previous_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+
+
+class DomainPolicy(Base):
+    """Archive settings of one hosted domain: how long its mail is kept, and whether
+    S3 Object Lock makes that retention tamper-proof (WORM)."""
+
+    __tablename__ = "domain_policies"
+    __table_args__ = (
+        CheckConstraint("retention_days IS NULL OR retention_days > 0", name="ck_domain_policies_retention_days"),
+        CheckConstraint(
+            "object_lock_mode IS NULL OR object_lock_mode IN ('GOVERNANCE', 'COMPLIANCE')",
+            name="ck_domain_policies_object_lock_mode",
+        ),
+        # A lock needs an end date: "keep forever" under WORM is a legal hold, not a lock.
+        CheckConstraint(
+            "object_lock_mode IS NULL OR retention_days IS NOT NULL", name="ck_domain_policies_lock_needs_retention"
+        ),
+    )
+
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)  # lower case, as in message_domains
+    retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)  # NULL: keep forever
+    object_lock_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)  # NULL: no Object Lock
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

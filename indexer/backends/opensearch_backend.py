@@ -86,10 +86,15 @@ class Connection:
         options = {name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()}
         unknown = sorted(set(options) - _URL_OPTIONS)
         if unknown:
-            raise ValueError(f"unknown option(s) {', '.join(unknown)} in the OpenSearch URL; known: {', '.join(sorted(_URL_OPTIONS))}")
+            raise ValueError(
+                f"unknown option(s) {', '.join(unknown)} in the OpenSearch URL; "
+                f"known: {', '.join(sorted(_URL_OPTIONS))}"
+            )
         prefix = parts.path.strip("/") or DEFAULT_PREFIX
         if not _PREFIX_RE.fullmatch(prefix):
-            raise ValueError(f"the index prefix {prefix!r} (the URL path) must be lower-case letters, digits, '-', '_' or '.'")
+            raise ValueError(
+                f"the index prefix {prefix!r} (the URL path) must be lower-case letters, digits, '-', '_' or '.'"
+            )
         return cls(
             hosts=tuple(_host(item) for item in hostlist.split(",")),
             secure=parts.scheme == "opensearchs" or _flag(options, "secure", False),
@@ -283,18 +288,15 @@ class OpenSearchBackend:
     def finish_rebuild(self, *, min_documents: int = 0) -> str:
         """Make the rebuilt version the live one in one atomic alias change; delete the old one.
 
-        Refuses (and changes nothing) if the new version holds fewer than ``min_documents``.
-        Returns the name of the version now live.
+        Refuses, changing nothing, if the new version holds fewer than ``min_documents``.
+        Returns the name of the version now live. A search already running on the old
+        version finishes; a point-in-time walk over it (``indexed_ids``) fails and is rerun.
         """
         layout = self._layout()
         new = layout.building
         if new is None:
             raise SearchBackendError(f"no rebuild of {self.alias} is in progress at {self.connection.where}")
-        with self._translated(f"preparing {new} to go live"):
-            self._client.indices.put_settings(
-                index=new,
-                body={"index": {"refresh_interval": None, "number_of_replicas": self.connection.replicas}},
-            )
+        with self._translated(f"counting the documents in {new}"):
             self._client.indices.refresh(index=new)
             held = int(self._client.count(index=new)["count"])
         if held < min_documents:
@@ -309,7 +311,14 @@ class OpenSearchBackend:
         if layout.live is not None:
             actions.insert(0, {"remove": {"index": layout.live, "alias": self.alias}})
         with self._translated(f"pointing {self.alias} at {new}"):
+            self._client.indices.put_settings(
+                index=new,
+                body={"index": {"refresh_interval": None, "number_of_replicas": self.connection.replicas}},
+            )
             self._client.indices.update_aliases(body={"actions": actions})
+            # Writes that reached the new version after the count above, and whose writer
+            # refreshed the old one, become searchable now rather than at the next refresh.
+            self._client.indices.refresh(index=new)
         if layout.live is not None:
             self._delete_index(layout.live)
         return new
@@ -371,7 +380,9 @@ class OpenSearchBackend:
                 # Another process created it a moment ago: use theirs.
         layout = self._layout()
         if layout.live is None:
-            raise SearchBackendError(f"the alias {self.alias} at {self.connection.where} vanished while it was being created")
+            raise SearchBackendError(
+                f"the alias {self.alias} at {self.connection.where} vanished while it was being created"
+            )
         return layout
 
     def _write_targets(self) -> tuple[str, ...]:
@@ -402,17 +413,14 @@ class OpenSearchBackend:
             "docvalue_fields": [{"field": fields.DATE, "format": "epoch_millis"}],
         }
         with self._translated("searching"):
-            if offset + limit <= RESULT_WINDOW:
-                found = self._client.search(
-                    index=self.alias, body={**body, "from": offset, "size": limit}, ignore_unavailable=True
-                )
+            if limit == 0 or offset + limit <= RESULT_WINDOW:
+                window = {"from": offset if limit else 0, "size": limit}  # a page of 0 only counts
+                found = self._client.search(index=self.alias, body={**body, **window}, ignore_unavailable=True)
                 total = found["hits"]["total"]["value"]
                 hits = found["hits"]["hits"]
             else:
                 total, hits = self._deep_page(body, offset, limit)
-        return SearchPage(
-            hits=tuple(_hit(hit, sort) for hit in hits), total=int(total), offset=offset, limit=limit
-        )
+        return SearchPage(hits=tuple(_hit(hit, sort) for hit in hits), total=int(total), offset=offset, limit=limit)
 
     def _deep_page(self, body: dict[str, Any], offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
         """Walk to ``offset`` with search_after in one snapshot; only the wanted page is kept."""
@@ -503,7 +511,9 @@ class OpenSearchBackend:
         problems: list[str] = []
         if layout.live is None:
             if layout.versions:
-                problems.append(f"the alias {self.alias} names no index, though index versions {list(layout.versions)} exist")
+                problems.append(
+                    f"the alias {self.alias} names no index, though index versions {list(layout.versions)} exist"
+                )
         else:
             with self._translated(f"reading the mapping of {layout.live}"):
                 live_mappings = self._client.indices.get_mapping(index=layout.live)[layout.live]["mappings"]
@@ -555,7 +565,8 @@ class OpenSearchBackend:
             ) from error
         except TransportError as error:
             raise SearchBackendError(
-                f"OpenSearch at {where} refused {doing} (HTTP {error.status_code}: {_reason(error.info) or error.error})"
+                f"OpenSearch at {where} refused {doing} "
+                f"(HTTP {error.status_code}: {_reason(error.info) or error.error})"
             ) from error
         except OpenSearchException as error:
             raise SearchBackendError(f"talking to OpenSearch at {where} failed while {doing}: {error}") from error
@@ -579,8 +590,9 @@ def _reason(info: object) -> str:
             cause = causes[0] if isinstance(causes[0], Mapping) else error
             text = f"{cause.get('type', '')}: {cause.get('reason', '')}".strip(": ")
             caused_by = error.get("caused_by")
-            if isinstance(caused_by, Mapping) and caused_by.get("reason") and caused_by.get("reason") not in text:
-                text += f" ({caused_by.get('reason')})"
+            deeper = str(caused_by.get("reason") or "") if isinstance(caused_by, Mapping) else ""
+            if deeper and deeper not in text:
+                text += f" ({deeper})"
             return text
         return str(error)
     return str(info) if info else ""

@@ -29,7 +29,8 @@ _EPOCH = tantivy.MIN_DATETIME
 
 _IDS_PAGE = 10_000
 _RELOAD_ATTEMPTS = 4
-DEFAULT_WRITER_HEAP = 128 * 1024 * 1024
+# A batch of 500 messages fills a few tens of MB; more heap only raises peak memory.
+DEFAULT_WRITER_HEAP = 64 * 1024 * 1024
 # One indexing thread: a batch of a few hundred messages is committed at once, and every
 # writer thread cuts its own segment per commit, so more threads mean more files to fsync
 # and more merging for no gain (measured: 2 threads were slower than 1 at 500 per batch).

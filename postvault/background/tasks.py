@@ -1,0 +1,126 @@
+"""Celery tasks: index the outbox a batch at a time, sweep it for lost work, rebuild the index.
+
+The outbox and its leases are the source of truth, not the broker. A task says only
+"there may be work": ``index_batch`` leases whatever rows no live worker holds (FOR
+UPDATE SKIP LOCKED on PostgreSQL, BEGIN IMMEDIATE on SQLite), so copies running at once
+take disjoint rows, a copy that finds nothing returns at once, and a row leaves the
+outbox only for the generation that was indexed. Duplicate tasks therefore cost a query,
+never a double or a lost index entry; lost tasks cost latency until the next sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from celery import shared_task
+from sqlalchemy import func, or_, select
+
+from indexer.outbox import backlog, index_leased, lease_batch, utc_age
+from indexer.search_backend import IndexLockedError
+from postvault.background.celery_app import INDEX_BATCH, KICK_INDEXING, QUEUE, REINDEX, SWEEP_OUTBOX
+from postvault.indexing import InProcessParser
+from storage.models import IndexOutbox
+from storage.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from celery import Task
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from postvault.background.celery_app import PostvaultCelery
+
+log = logging.getLogger(__name__)
+
+# The most index_batch tasks one sweep keeps waiting in the queue. More only sit in
+# Redis: each task that runs a full batch queues its own successor.
+SWEEP_MAX_TASKS = 16
+
+
+@shared_task(bind=True, name=INDEX_BATCH)
+def index_batch(self: Task) -> dict[str, int]:
+    """Lease one outbox batch and index it, with the functions the in-process drain uses.
+
+    Parsing runs in this process: in a Celery worker, parallelism is the worker's
+    concurrency. A full batch suggests more is waiting, so the task queues its successor
+    and a backlog drains without waiting for the sweep.
+    """
+    app: PostvaultCelery = self.app
+    archive = app.archive
+    size = archive.settings.index_batch_size
+    # Sorted: transactions that lock the same outbox rows lock them in one order, so
+    # PostgreSQL never has to break a deadlock between two of them.
+    leases = sorted(lease_batch(archive.sessions, size), key=lambda lease: lease.message_id)
+    if not leases:
+        return {"leased": 0, "indexed": 0, "failed": 0}
+    try:
+        report = index_leased(archive.sessions, archive.search, leases, InProcessParser(archive.blobs, archive.settings))
+    except IndexLockedError as error:
+        # The rows were handed back at once; whoever holds the index indexes them.
+        log.warning("index_batch: %s", error)
+        return {"leased": len(leases), "indexed": 0, "failed": 0}
+    if report.errors:
+        log.warning("index_batch: %d of %d failed; first error: %s", report.failed, len(leases), report.errors[0])
+    if len(leases) == size and report.indexed:
+        app.send_task(INDEX_BATCH)
+    return {"leased": len(leases), "indexed": report.indexed, "failed": report.failed}
+
+
+@shared_task(bind=True, name=KICK_INDEXING)
+def kick_indexing(self: Task, max_tasks: int = SWEEP_MAX_TASKS) -> int:
+    """Make enough index_batch tasks wait for the outbox's leasable backlog; returns how many were queued."""
+    return queue_for_backlog(self.app, max_tasks=max_tasks)
+
+
+@shared_task(bind=True, name=SWEEP_OUTBOX)
+def sweep_outbox(self: Task) -> int:
+    """Run by beat: re-enqueue work whose task was lost (broker restarted, worker killed, Redis down at ingest)."""
+    app: PostvaultCelery = self.app
+    queued = queue_for_backlog(app, max_tasks=SWEEP_MAX_TASKS)
+    if queued:
+        waiting, oldest = backlog(app.archive.sessions)
+        age = utc_age(oldest)
+        log.info("outbox sweep: %d message(s) waiting, the oldest for %.0f s; queued %d index_batch task(s)",
+                 waiting, age.total_seconds() if age else 0, queued)
+    return queued
+
+
+# Reindexing a large archive takes longer than a batch; acks_late stays off because
+# Redis would hand a long-running unacknowledged task to a second worker.
+@shared_task(bind=True, name=REINDEX, acks_late=False, time_limit=3600, soft_time_limit=3540)
+def reindex(self: Task) -> int:
+    """Empty the index and put every catalogued message on the outbox; the workers rebuild it."""
+    from indexer.reindex import start_reindex
+
+    app: PostvaultCelery = self.app
+    queued = start_reindex(app.archive.sessions, app.archive.search)
+    queue_for_backlog(app, max_tasks=SWEEP_MAX_TASKS)
+    return queued
+
+
+def queue_for_backlog(app: PostvaultCelery, *, max_tasks: int) -> int:
+    """Top the queue up to one index_batch per leasable batch of the outbox (at most ``max_tasks``).
+
+    Counting what already waits in the queue makes this idempotent: a second sweep right
+    after the first queues nothing, and a stopped worker does not come back to a pile.
+    """
+    batches = -(-leasable(app.archive.sessions) // app.settings.index_batch_size)
+    missing = min(batches, max_tasks) - queued_tasks(app)
+    for _ in range(max(0, missing)):
+        app.send_task(INDEX_BATCH)
+    return max(0, missing)
+
+
+def leasable(sessions: sessionmaker[Session]) -> int:
+    """Outbox rows no worker holds and none waits to retry: what a new task would find."""
+    with sessions() as session:
+        free = or_(IndexOutbox.leased_until.is_(None), IndexOutbox.leased_until < utcnow())
+        return int(session.scalar(select(func.count()).select_from(IndexOutbox).where(free)) or 0)
+
+
+def queued_tasks(app: PostvaultCelery) -> int:
+    """Messages waiting in the broker's queue (not those a worker has already taken)."""
+    with app.connection_for_read() as connection:
+        return int(connection.default_channel.queue_declare(queue=QUEUE).message_count)
+
+
+__all__ = ["SWEEP_MAX_TASKS", "index_batch", "kick_indexing", "leasable", "queue_for_backlog", "queued_tasks", "reindex", "sweep_outbox"]

@@ -1,0 +1,67 @@
+"""Catalogue migrations go 0001 -> 0002 and back on a live database, keep its rows, and end where the models are."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, insert, inspect, select
+from sqlalchemy.exc import IntegrityError
+
+from storage.database import alembic_config
+from storage.models import Base, DomainPolicy, Message
+from tests.services import postgres_schema
+
+NOW = datetime(2026, 11, 27, tzinfo=timezone.utc)
+
+
+def check_0001_to_0002_and_back(url: str) -> None:
+    config = alembic_config(url)
+    engine = create_engine(url)
+    try:
+        command.upgrade(config, "0001")
+        assert "domain_policies" not in inspect(engine).get_table_names()
+        with engine.begin() as connection:
+            connection.execute(insert(Message.__table__).values(
+                sha256="a" * 64, size=3, first_received_at=NOW, source="smtp", subject="kept", from_header="",
+                to_header="", cc_header="", message_id_header="", in_reply_to="", references="", list_id="",
+                header_defects=[]))
+
+        command.upgrade(config, "0002")
+        assert "domain_policies" in inspect(engine).get_table_names()
+        with engine.connect() as connection:
+            assert connection.scalar(select(Message.subject)) == "kept"
+            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+        row = {"created_at": NOW, "updated_at": NOW}
+        with engine.begin() as connection:
+            connection.execute(insert(DomainPolicy.__table__), [
+                {**row, "domain": "locked.example", "retention_days": 2555, "object_lock_mode": "COMPLIANCE"},
+                {**row, "domain": "forever.example", "retention_days": None, "object_lock_mode": None},
+            ])
+        for bad in ({"retention_days": None, "object_lock_mode": "GOVERNANCE"},  # a lock needs a date
+                    {"retention_days": 30, "object_lock_mode": "compliance"},
+                    {"retention_days": 0, "object_lock_mode": None}):
+            with pytest.raises(IntegrityError), engine.begin() as connection:
+                connection.execute(insert(DomainPolicy.__table__).values(**row, domain="bad.example", **bad))
+
+        command.downgrade(config, "0001")
+        assert "domain_policies" not in inspect(engine).get_table_names()
+        with engine.connect() as connection:
+            assert connection.scalar(select(Message.subject)) == "kept"
+        command.upgrade(config, "head")
+    finally:
+        engine.dispose()
+
+
+def test_0001_to_0002_and_back_on_sqlite(tmp_path: Path) -> None:
+    check_0001_to_0002_and_back(f"sqlite:///{tmp_path / 'catalogue.sqlite3'}")
+
+
+@pytest.mark.services
+def test_0001_to_0002_and_back_on_postgresql() -> None:
+    with postgres_schema("pv_migrate") as url:
+        check_0001_to_0002_and_back(url)
