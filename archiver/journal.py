@@ -174,7 +174,10 @@ def enqueue_for_indexing(session: Session, message_ids: Sequence[int]) -> None:
     table = IndexOutbox.__table__
     now = utcnow()
     rows = [{"message_id": mid, "enqueued_at": now, "generation": 1, "attempts": 0, "last_error": "", "leased_until": None} for mid in message_ids]
-    upsert(session, table, rows, keys=["message_id"], update={"generation": table.c.generation + 1, "enqueued_at": now})
+    # A fresh enqueue (new scope, or `reindex`) also gives a message that kept failing its
+    # full number of attempts again.
+    upsert(session, table, rows, keys=["message_id"],
+           update={"generation": table.c.generation + 1, "enqueued_at": now, "attempts": 0, "last_error": ""})
 
 
 def _message_row(arrival: Arrival, digest: str, fact: HeaderFacts, now) -> dict:  # type: ignore[no-untyped-def]

@@ -22,6 +22,10 @@ LEASE = timedelta(minutes=5)
 # After a failure the row waits before the next attempt, growing with each attempt.
 RETRY_BASE = timedelta(seconds=5)
 RETRY_MAX = timedelta(minutes=30)
+# A message that failed (or killed its parser) this many times is left alone: it stays on
+# the outbox with its error, shown by `status` and `verify`, until `reindex` retries it.
+# Engine outages do not count against a message.
+MAX_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,10 @@ def lease_batch(sessions: sessionmaker[Session], size: int, *, now: datetime | N
     """Claim up to ``size`` outbox rows that no live worker holds, oldest first."""
     now = now or utcnow()
     with sessions.begin() as session:
-        free = or_(IndexOutbox.leased_until.is_(None), IndexOutbox.leased_until < now)
+        free = and_(
+            or_(IndexOutbox.leased_until.is_(None), IndexOutbox.leased_until < now),
+            IndexOutbox.attempts < MAX_ATTEMPTS,
+        )
         candidates = select(IndexOutbox.message_id).where(free).order_by(IndexOutbox.enqueued_at).limit(size)
         if session.get_bind().dialect.name == "postgresql":
             candidates = candidates.with_for_update(skip_locked=True)
@@ -169,7 +176,8 @@ def index_leased(
         _unlease(sessions, leases)
         raise
     except SearchBackendError as error:
-        # The engine is down: nothing is lost, the rows stay and are retried later.
+        # The engine is down: nothing is lost, the rows stay and are retried soon; this
+        # is not the messages' fault, so it does not count against them.
         release(sessions, leases, error=str(error))
         report.failed += len(leases)
         report.errors.append(str(error))
@@ -207,10 +215,14 @@ def _unlease(sessions: sessionmaker[Session], leases: Sequence[Lease]) -> None:
 
 
 def release(sessions: sessionmaker[Session], leases: Iterable[Lease], *, error: str) -> None:
+    """Hand rows back after an engine failure: retry after RETRY_BASE, attempt not counted."""
     now = utcnow()
     with sessions.begin() as session:
-        for lease in leases:
-            _schedule_retry(session, lease, error, now)
+        session.execute(
+            update(IndexOutbox)
+            .where(IndexOutbox.message_id.in_([lease.message_id for lease in leases]))
+            .values(leased_until=now + RETRY_BASE, attempts=IndexOutbox.attempts - 1, last_error=error[:2000])
+        )
 
 
 def _schedule_retry(session: Session, lease: Lease, error: str, now: datetime) -> None:

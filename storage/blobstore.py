@@ -17,6 +17,9 @@ class BlobStoreError(RuntimeError):
 class BlobNotFoundError(BlobStoreError, KeyError):
     """No blob has that digest."""
 
+    def __str__(self) -> str:  # KeyError would print only the quoted digest
+        return f"blob {self.args[0] if self.args else '?'} not found"
+
 
 class BlobCorruptError(BlobStoreError):
     """The stored bytes no longer hash to their address."""

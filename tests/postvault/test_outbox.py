@@ -82,3 +82,42 @@ def test_missing_blob_is_reported_not_fatal(archive) -> None:
     assert report.indexed == 1 and report.failed == 1
     assert any("vanishing" not in e and str(receipt.message_id) in e for e in report.errors)
     assert len(_ids(archive, "staying")) == 1
+
+
+def test_a_message_that_keeps_failing_is_left_alone_until_reindex(archive) -> None:
+    from indexer.outbox import MAX_ATTEMPTS
+    from indexer.reindex import enqueue_all
+
+    receipt = archive.journal.journal(Arrival(make_message(subject="cursed"), Envelope(), "import"))
+    archive.blobs.delete(receipt.sha256)
+    moment = utcnow()
+    for attempt in range(MAX_ATTEMPTS):
+        moment += LEASE * 10  # past any retry delay
+        leases = lease_batch(archive.sessions, 10, now=moment)
+        assert [lease.message_id for lease in leases] == [receipt.message_id], attempt
+        index_leased(archive.sessions, archive.search, leases, InProcessParser(archive.blobs, archive.settings))
+    assert lease_batch(archive.sessions, 10, now=moment + LEASE * 10) == []
+    with archive.sessions() as session:
+        assert "blob" in session.scalars(select(IndexOutbox.last_error)).one().lower()
+    enqueue_all(archive.sessions)  # what `reindex` does: every message gets its attempts back
+    assert len(lease_batch(archive.sessions, 10, now=moment + LEASE * 10)) == 1
+
+
+def test_engine_outages_do_not_count_against_a_message(archive) -> None:
+    from indexer.outbox import MAX_ATTEMPTS
+
+    archive.journal.journal(Arrival(make_message(subject="patient"), Envelope(), "import"))
+
+    class DownEngine:
+        def index(self, documents: Sequence) -> None:
+            raise SearchBackendError("connection refused")
+
+    moment = utcnow()
+    for _ in range(MAX_ATTEMPTS * 2):
+        moment += LEASE
+        leases = lease_batch(archive.sessions, 10, now=moment)
+        assert len(leases) == 1
+        index_leased(archive.sessions, DownEngine(), leases, InProcessParser(archive.blobs, archive.settings))  # type: ignore[arg-type]
+    later = lease_batch(archive.sessions, 10, now=moment + LEASE)
+    index_leased(archive.sessions, archive.search, later, InProcessParser(archive.blobs, archive.settings))
+    assert len(_ids(archive, "patient")) == 1
