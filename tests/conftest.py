@@ -6,7 +6,7 @@ import io
 import os
 import re
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,24 @@ import pytest
 pytest_plugins = ["tests.archive_factory"]
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Settings the test run itself may carry: where corpora, caches and test services are.
+_TEST_HARNESS_VARIABLES = {"POSTVAULT_CACHE", "POSTVAULT_SHARED_CORPORA", "POSTVAULT_SERVICES_DIR"}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _settings_from_the_test_only() -> Iterator[None]:
+    """No test reads the engines of the shell it was started from.
+
+    ``eval "$(scripts/services env)"`` exports POSTVAULT_DATABASE_URL and friends; without
+    this, every embedded test would quietly run against (and write into) those servers.
+    Service tests get their URLs from ``tests/services.py`` instead.
+    """
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name in list(os.environ):
+            if name.startswith("POSTVAULT_") and not name.startswith("POSTVAULT_TEST_") and name not in _TEST_HARNESS_VARIABLES:
+                monkeypatch.delenv(name)
+        yield
 
 # --------------------------------------------------------------------------------------
 # Corpora. Third-party mail is never copied into the repository; tests reach it only

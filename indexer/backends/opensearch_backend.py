@@ -266,7 +266,7 @@ class OpenSearchBackend:
         # Only the live index: a version being rebuilt is searched by nobody until the swap,
         # which refreshes it once.
         with self._translated("refreshing the index"):
-            self._client.indices.refresh(index=self.alias)
+            self._client.indices.refresh(index=self.alias, ignore_unavailable=True)
 
     # --- rebuilding behind the alias ---
 
@@ -275,7 +275,7 @@ class OpenSearchBackend:
 
         An unfinished earlier rebuild is discarded: the caller queues every message again.
         """
-        layout = self._ensure_live()
+        layout = self._layout()
         if layout.building is not None:
             self._delete_index(layout.building)
         name = f"{self.alias}-v{max(layout.versions, default=0) + 1}"
@@ -388,8 +388,14 @@ class OpenSearchBackend:
     def _write_targets(self) -> tuple[str, ...]:
         # Asked on every write, not remembered: another process may begin or finish a
         # rebuild at any time, and a write that missed the new version would be lost from it.
-        layout = self._ensure_live()
-        return (self.alias, self.rebuild_alias) if layout.building else (self.alias,)
+        layout = self._layout()
+        if layout.live is None and layout.building is None:
+            layout = self._ensure_live()
+        # With no live index but a rebuild running (a reindex repairing a lost alias), the
+        # rebuild alone is written to.
+        return tuple(
+            alias for alias, index in ((self.alias, layout.live), (self.rebuild_alias, layout.building)) if index
+        )
 
     # --- reading ---
 

@@ -550,6 +550,13 @@ def test_a_missing_alias_with_index_versions_is_not_papered_over(backend: OpenSe
         backend.index([message(2)])
     with pytest.raises(SearchBackendError, match="names no index"):
         backend.check()
+    assert ids(backend) == []  # searches find nothing rather than fail
+    # A reindex repairs it: the rebuild is written to alone, then becomes live.
+    backend.begin_rebuild()
+    backend.index([message(2)])
+    assert backend.finish_rebuild() == f"{backend.alias}-v2"
+    assert ids(backend) == [2]
+    backend.check()
 
 
 def _closed_port() -> int:
