@@ -17,7 +17,7 @@ from retention import policies
 from storage.blobstore import BlobStore, BlobStoreError, LockRequest, sha256_hex
 from storage.models import Envelope as EnvelopeRow
 from storage.models import IndexOutbox, Message, MessageDomain, MessageMailbox
-from storage.sql import insert_ignoring_conflicts, upsert
+from storage.sql import insert_ignoring_conflicts, insert_returning_inserted, upsert
 from storage.timeutil import as_utc, utcnow
 
 
@@ -135,24 +135,27 @@ class Journal:
         mailboxes: list[tuple[str, ...]],
     ) -> list[JournalReceipt]:
         unique_digests = list(dict.fromkeys(digests))
-        existing = dict(session.execute(select(Message.sha256, Message.id).where(Message.sha256.in_(unique_digests))).all())
+        earlier = set(session.scalars(select(Message.sha256).where(Message.sha256.in_(unique_digests))))
 
         now = utcnow()
-        new_rows = []
+        new_rows = {}
         for arrival, digest, fact in zip(arrivals, digests, facts):
-            if digest in existing:
-                continue
-            new_rows.append(_message_row(arrival, digest, fact, now))
-        insert_ignoring_conflicts(session, Message.__table__, list({row["sha256"]: row for row in new_rows}.values()))
+            if digest not in earlier and digest not in new_rows:
+                new_rows[digest] = _message_row(arrival, digest, fact, now)
+        # Rows go in key order: two writers then take row locks in the same order and
+        # cannot deadlock each other (PostgreSQL).
+        inserted = insert_returning_inserted(session, Message.__table__, [new_rows[d] for d in sorted(new_rows)], key="sha256")
         ids = dict(session.execute(select(Message.sha256, Message.id).where(Message.sha256.in_(unique_digests))).all())
 
-        known_mailboxes = _mailboxes_by_message(session, [ids[d] for d in existing])
+        known_mailboxes = _mailboxes_by_message(session, [ids[d] for d in unique_digests if d not in inserted])
         envelope_rows, mailbox_rows, domain_rows, to_index = [], [], [], set()
         receipts = []
         seen_in_batch: set[str] = set()
         for arrival, digest, boxes in zip(arrivals, digests, mailboxes):
             message_id = ids[digest]
-            duplicate = digest in existing or digest in seen_in_batch
+            # A duplicate: archived before this batch, by another writer meanwhile, or
+            # earlier in this same batch.
+            duplicate = digest not in inserted or digest in seen_in_batch
             seen_in_batch.add(digest)
             receipts.append(JournalReceipt(message_id=message_id, sha256=digest, duplicate=duplicate))
             envelope_rows.append(_envelope_row(message_id, arrival, now))
@@ -162,9 +165,9 @@ class Journal:
             mailbox_rows.extend({"message_id": message_id, "mailbox": m} for m in boxes)
             domain_rows.extend({"message_id": message_id, "domain": d} for d in _domains(boxes))
 
-        insert_ignoring_conflicts(session, EnvelopeRow.__table__, envelope_rows)
-        insert_ignoring_conflicts(session, MessageMailbox.__table__, _distinct(mailbox_rows))
-        insert_ignoring_conflicts(session, MessageDomain.__table__, _distinct(domain_rows))
+        insert_ignoring_conflicts(session, EnvelopeRow.__table__, sorted(envelope_rows, key=lambda r: (r["message_id"], r["fingerprint"])))
+        insert_ignoring_conflicts(session, MessageMailbox.__table__, sorted(_distinct(mailbox_rows), key=lambda r: (r["message_id"], r["mailbox"])))
+        insert_ignoring_conflicts(session, MessageDomain.__table__, sorted(_distinct(domain_rows), key=lambda r: (r["message_id"], r["domain"])))
         enqueue_for_indexing(session, sorted(to_index))
         return receipts
 

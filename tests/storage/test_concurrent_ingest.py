@@ -138,10 +138,11 @@ def test_two_imports_at_once_store_every_message_once(tmp_path: Path, catalogue_
         assert digests == {sha256_hex(raw) for raw in [*shared.values(), *only_a.values(), *only_b.values()]}
         blob_files = [path for path in (tmp_path / "var" / "blobs").rglob("*") if path.is_file()]
         assert len(blob_files) == 120  # content addressed, and no temp file left behind
-        # Each import accounts for every message it read. (Which of the two calls a shared
-        # message "new" is decided before the insert, so both may: see the report.)
+        # Each import accounts for every message it read, and exactly one of them calls a
+        # shared message new: the insert itself decides, not a look beforehand.
         for output in outputs:
             assert reported(output, "archived (new)") + reported(output, "already in the archive") == 90, output
+        assert sum(reported(output, "archived (new)") for output in outputs) == 120, outputs
 
         report = drain_outbox(archive)
         assert report.indexed == 120 and report.failed == 0
