@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from archiver.journal import enqueue_for_indexing
-from indexer.search_backend import SearchBackend
+from indexer.search_backend import SearchBackend, SupportsRebuild
 from storage.models import Message
 
 
@@ -25,6 +25,21 @@ def enqueue_all(sessions: sessionmaker[Session], *, chunk: int = 5000) -> int:
 
 
 def start_reindex(sessions: sessionmaker[Session], backend: SearchBackend) -> int:
-    """Empty the index and queue everything; the outbox drain then rebuilds it."""
-    backend.clear()
+    """Queue everything for a rebuild; the outbox drain then rebuilds the index.
+
+    An engine that can rebuild beside the live index (OpenSearch) starts a new version
+    first, so searches keep their answers until ``finish_reindex`` swaps it in; any other
+    is emptied and refilled.
+    """
+    if isinstance(backend, SupportsRebuild):
+        backend.begin_rebuild()  # before the enqueue: later writes must reach both versions
+    else:
+        backend.clear()
     return enqueue_all(sessions)
+
+
+def finish_reindex(backend: SearchBackend, *, expected: int) -> str:
+    """Swap a side-by-side rebuild in (refusing if it holds fewer than ``expected``)."""
+    if isinstance(backend, SupportsRebuild):
+        return backend.finish_rebuild(min_documents=expected)
+    return ""

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from indexer.document import IndexDocument
 from indexer.query.ast import Node
@@ -74,3 +74,22 @@ class SearchBackend(Protocol):
     def clear(self) -> None: ...
 
     def close(self) -> None: ...
+
+    def check(self) -> None:
+        """Raise ``SearchBackendError`` with a plain explanation if the engine is unusable."""
+        ...
+
+
+@runtime_checkable
+class SupportsRebuild(Protocol):
+    """An engine that can rebuild beside the live index and swap without downtime.
+
+    ``begin_rebuild`` before the outbox is refilled (so every later write also reaches
+    the new index), drain, then ``finish_rebuild``; ``abort_rebuild`` discards it.
+    """
+
+    def begin_rebuild(self) -> str: ...
+
+    def finish_rebuild(self, *, min_documents: int = 0) -> str: ...
+
+    def abort_rebuild(self) -> None: ...

@@ -247,14 +247,23 @@ def show(
 
 @app.command()
 def reindex() -> None:
-    """Rebuild the search index from blobs and catalogue alone."""
-    from indexer.reindex import start_reindex
-    from postvault.indexing import drain_outbox
+    """Rebuild the search index from blobs and catalogue alone (OpenSearch: beside the live one, then swapped)."""
+    from indexer.reindex import finish_reindex, start_reindex
+    from indexer.search_backend import IndexLockedError, SearchBackendError
 
     archive = _archive()
     try:
         queued = start_reindex(archive.sessions, archive.search)
-        _drain_with_progress(archive, queued, "Reindexing")
+        report = _drain_with_progress(archive, queued, "Reindexing")
+        swapped = finish_reindex(archive.search, expected=queued - report.failed)
+        if swapped:
+            console.print(f"The rebuilt index {swapped} is now live.")
+    except IndexLockedError as error:
+        errors.print(f"[red]{error}[/]\nStop `postvault serve` first, or let it index: the embedded index has one writer.")
+        raise typer.Exit(1) from None
+    except SearchBackendError as error:
+        errors.print(f"[red]Reindex failed:[/] {error}")
+        raise typer.Exit(1) from None
     finally:
         archive.close()
 
@@ -277,6 +286,9 @@ def verify(orphans: bool = typer.Option(True, "--orphans/--no-orphans", help="Al
     from indexer.verify import verify_archive
     from retention.audit import verify_chain
 
+    from indexer.search_backend import SearchBackendError
+    from storage.blobstore import BlobStoreError
+
     archive = _archive()
     try:
         with Progress(TextColumn("Verifying"), BarColumn(), MofNCompleteColumn(), console=console) as progress:
@@ -284,6 +296,9 @@ def verify(orphans: bool = typer.Option(True, "--orphans/--no-orphans", help="Al
             report = verify_archive(archive.sessions, archive.blobs, archive.search,
                                     on_progress=lambda n: progress.update(task, completed=n), check_orphans=orphans)
         chain_breaks = list(verify_chain(archive.sessions))
+    except (SearchBackendError, BlobStoreError) as error:
+        errors.print(f"[red]Cannot verify: an engine is unavailable:[/] {error}")
+        raise typer.Exit(2) from None
     finally:
         archive.close()
     table = Table(title="postvault verify")
@@ -388,7 +403,7 @@ def check() -> None:
     probes = (
         ("catalogue", _without_password(settings.resolved_database_url()), lambda: archive.sessions),
         ("blob store", settings.resolved_blobstore_url(), lambda: archive.blobs.check()),
-        ("search", settings.resolved_search_url(), lambda: archive.search.count()),
+        ("search", settings.resolved_search_url(), lambda: archive.search.check()),
     )
     for name, url, probe in probes:
         try:

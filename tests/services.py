@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import socket
@@ -61,10 +62,29 @@ def opensearch_url() -> str:
     return url
 
 
+@functools.cache
+def services_env() -> dict[str, str]:
+    """What ``scripts/services env`` exports (credentials of the local services), or {}."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "services"
+    try:
+        printed = subprocess.run([str(script), "env"], capture_output=True, text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    values: dict[str, str] = {}
+    for line in printed.splitlines():
+        words = shlex.split(line)
+        if len(words) == 2 and words[0] == "export":
+            key, _, value = words[1].partition("=")
+            values[key] = value
+    return values
+
+
 def postgres_url() -> str:
-    """``$POSTVAULT_TEST_DATABASE_URL`` once its host accepts connections (the password comes with the URL)."""
+    """``$POSTVAULT_TEST_DATABASE_URL``, else the local services' catalogue URL (with its
+    password), once its host accepts connections."""
     variable = "POSTVAULT_TEST_DATABASE_URL"
-    url = os.environ.get(variable) or "postgresql+psycopg://postvault@127.0.0.1:55432/postvault"
+    url = (os.environ.get(variable) or services_env().get("POSTVAULT_DATABASE_URL")
+           or "postgresql+psycopg://postvault@127.0.0.1:55432/postvault")
     return _tcp_service("PostgreSQL", url, 5432, "postgres", variable)
 
 
@@ -139,17 +159,9 @@ def s3_credentials() -> tuple[str, str]:
     access, secret = os.environ.get("AWS_ACCESS_KEY_ID", ""), os.environ.get("AWS_SECRET_ACCESS_KEY", "")
     if access and secret:
         return access, secret
-    script = Path(__file__).resolve().parent.parent / "scripts" / "services"
-    try:
-        printed = subprocess.run([str(script), "env"], capture_output=True, text=True, timeout=60, check=True).stdout
-    except (OSError, subprocess.SubprocessError) as error:
-        _unavailable("S3 credentials", str(script), str(error), "s3", "AWS_ACCESS_KEY_ID")
-    values: dict[str, str] = {}
-    for line in printed.splitlines():
-        words = shlex.split(line)
-        if len(words) == 2 and words[0] == "export":
-            key, _, value = words[1].partition("=")
-            values[key] = value
+    values = services_env()
+    if not values:
+        _unavailable("S3 credentials", "scripts/services env", "it printed nothing", "s3", "AWS_ACCESS_KEY_ID")
     return values.get("AWS_ACCESS_KEY_ID", ""), values.get("AWS_SECRET_ACCESS_KEY", "")
 
 

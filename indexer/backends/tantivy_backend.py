@@ -257,6 +257,10 @@ class TantivyBackend:
                 self._schema, fields.ID, tantivy.FieldType.Unsigned, lower_bound=ids[-1], include_lower=False
             )
 
+    def check(self) -> None:
+        """Opening the index is the check: a missing or unreadable folder raises here."""
+        self.count()
+
     def count(self) -> int:
         return self._searcher().num_docs
 
