@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from indexer.document import Address, IndexDocument, ParsedMessage
@@ -190,17 +190,26 @@ def index_leased(
 
 
 def _finish(sessions: sessionmaker[Session], done, failed, gone) -> None:  # type: ignore[no-untyped-def]
+    """Record the batch in one transaction, with one executemany per statement."""
     now = utcnow()
+    outbox, messages = IndexOutbox.__table__, Message.__table__
+    finished = [lease for lease, _ in done] + list(gone)
     with sessions.begin() as session:
-        for lease, defects in done:
-            session.execute(update(Message).where(Message.id == lease.message_id).values(indexed_at=now, parse_defects=list(defects)))
-        for lease in [lease for lease, _ in done] + list(gone):
+        if done:
+            session.execute(
+                messages.update().where(messages.c.id == bindparam("mid")).values(indexed_at=now, parse_defects=bindparam("defects")),
+                [{"mid": lease.message_id, "defects": list(defects)} for lease, defects in done],
+            )
+        if finished:
             # Only the generation we indexed: a newer enqueue (wider scope) must run again.
             session.execute(
-                delete(IndexOutbox).where(and_(IndexOutbox.message_id == lease.message_id, IndexOutbox.generation == lease.generation))
+                outbox.delete().where(and_(outbox.c.message_id == bindparam("mid"), outbox.c.generation == bindparam("generation"))),
+                [{"mid": lease.message_id, "generation": lease.generation} for lease in finished],
             )
-            # If a newer generation kept the row alive, free it for the next batch at once.
-            session.execute(update(IndexOutbox).where(IndexOutbox.message_id == lease.message_id).values(leased_until=None))
+            # If a newer generation kept a row alive, free it for the next batch at once.
+            session.execute(
+                outbox.update().where(outbox.c.message_id.in_([lease.message_id for lease in finished])).values(leased_until=None)
+            )
         for lease, error in failed:
             _schedule_retry(session, lease, error, now)
 
