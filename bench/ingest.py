@@ -866,11 +866,19 @@ def print_table(results: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The scale-out profile (PostgreSQL, S3, OpenSearch, Celery) has options of its own: bench/scale_out.py.
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--profile", default="embedded")
+    if pre.parse_known_args(argv)[0].profile == "scale-out":
+        import scale_out
+
+        return scale_out.main(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated corpus sizes (default 10000,100000)")
     parser.add_argument("--seed", type=int, default=corpus.DEFAULT_SEED)
     parser.add_argument("--only", default=",".join(TOOLS), help="comma-separated subset of postvault,notmuch,mu")
-    parser.add_argument("--profile", default="embedded", choices=("embedded", "scale-out"))
+    parser.add_argument("--profile", default="embedded", choices=("embedded", "scale-out"),
+                        help="embedded (default; this help) or scale-out: see `--profile scale-out --help`")
     parser.add_argument("--keep", action="store_true", help="keep each run's data dirs (postvault, notmuch, mu)")
     parser.add_argument("--repeat", type=int, default=20, help="timed repeats per query, in-process modes")
     parser.add_argument("--repeat-subprocess", type=int, default=10, help="timed repeats per query, subprocess modes")

@@ -54,6 +54,9 @@ class ParseOutcome:
     sha256: str
     parsed: ParsedMessage | None
     error: str = ""
+    # The blob store could not be read (down, refusing): an outage, not the message's
+    # fault, so the row goes back like after a search engine failure, attempt not counted.
+    store_unavailable: bool = False
 
 
 @dataclass
@@ -152,41 +155,74 @@ def _plausible_date(header_date: datetime | None, received_at: datetime) -> date
     return header_date
 
 
-def index_leased(
-    sessions: sessionmaker[Session], backend: SearchBackend, leases: Sequence[Lease], parse_many: ParseMany
-) -> DrainReport:
-    """Index one leased batch. Rows leave the outbox only after the backend has committed."""
-    report = DrainReport(batches=1)
-    facts = load_facts(sessions, [lease.message_id for lease in leases])
-    gone = [lease for lease in leases if lease.message_id not in facts]  # purged meanwhile
-    present = [lease for lease in leases if lease.message_id in facts]
-    outcomes = parse_many([facts[lease.message_id].sha256 for lease in present])
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A leased batch whose catalogue facts are loaded and whose parsing has started."""
 
+    leases: tuple[Lease, ...]
+    facts: dict[int, CatalogueFacts]
+    outcomes: Callable[[], list[ParseOutcome]]  # waits for the parse, in lease order of ``present``
+
+    @property
+    def present(self) -> list[Lease]:
+        return [lease for lease in self.leases if lease.message_id in self.facts]
+
+    @property
+    def gone(self) -> list[Lease]:  # purged since they were queued
+        return [lease for lease in self.leases if lease.message_id not in self.facts]
+
+
+# (sha256 digests) -> a thunk returning their outcomes: lets parsing of the next batch
+# run in other processes while this one is indexed.
+StartParse = Callable[[Sequence[str]], Callable[[], list[ParseOutcome]]]
+
+
+def prepare_batch(sessions: sessionmaker[Session], leases: Sequence[Lease], start_parse: StartParse) -> PreparedBatch:
+    facts = load_facts(sessions, [lease.message_id for lease in leases])
+    digests = [facts[lease.message_id].sha256 for lease in leases if lease.message_id in facts]
+    return PreparedBatch(leases=tuple(leases), facts=facts, outcomes=start_parse(digests))
+
+
+def complete_batch(sessions: sessionmaker[Session], backend: SearchBackend, batch: PreparedBatch) -> DrainReport:
+    """Index a prepared batch. Rows leave the outbox only after the backend has committed."""
+    report = DrainReport(batches=1)
     documents, done, failed = [], [], []
-    for lease, outcome in zip(present, outcomes):
+    for lease, outcome in zip(batch.present, batch.outcomes()):
         if outcome.parsed is None:
             failed.append((lease, outcome.error))
             continue
-        documents.append(build_document(facts[lease.message_id], outcome.parsed))
+        documents.append(build_document(batch.facts[lease.message_id], outcome.parsed))
         done.append((lease, outcome.parsed.defects))
     try:
         backend.index(documents)
     except IndexLockedError:
         # Another process (a running `serve`) owns the index: hand the rows straight back.
-        _unlease(sessions, leases)
+        unlease(sessions, batch.leases)
         raise
     except SearchBackendError as error:
         # The engine is down: nothing is lost, the rows stay and are retried soon; this
         # is not the messages' fault, so it does not count against them.
-        release(sessions, leases, error=str(error))
-        report.failed += len(leases)
+        release(sessions, batch.leases, error=str(error))
+        report.failed += len(batch.leases)
         report.errors.append(str(error))
         return report
-    _finish(sessions, done, failed, gone)
+    _finish(sessions, done, failed, batch.gone)
     report.indexed += len(done)
     report.failed += len(failed)
     report.errors.extend(f"message {lease.message_id}: {error}" for lease, error in failed)
     return report
+
+
+def index_leased(
+    sessions: sessionmaker[Session], backend: SearchBackend, leases: Sequence[Lease], parse_many: ParseMany
+) -> DrainReport:
+    """Parse and index one leased batch, start to finish."""
+
+    def parse_now(digests: Sequence[str]) -> Callable[[], list[ParseOutcome]]:
+        outcomes = parse_many(digests)
+        return lambda: outcomes
+
+    return complete_batch(sessions, backend, prepare_batch(sessions, leases, parse_now))
 
 
 def _finish(sessions: sessionmaker[Session], done, failed, gone) -> None:  # type: ignore[no-untyped-def]
@@ -214,7 +250,7 @@ def _finish(sessions: sessionmaker[Session], done, failed, gone) -> None:  # typ
             _schedule_retry(session, lease, error, now)
 
 
-def _unlease(sessions: sessionmaker[Session], leases: Sequence[Lease]) -> None:
+def unlease(sessions: sessionmaker[Session], leases: Sequence[Lease]) -> None:
     with sessions.begin() as session:
         session.execute(
             update(IndexOutbox)

@@ -10,10 +10,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from indexer.outbox import DrainReport, ParseOutcome, index_leased, lease_batch
+from indexer.outbox import DrainReport, ParseOutcome, PreparedBatch, complete_batch, lease_batch, prepare_batch, unlease
 from postvault.settings import Settings
 from postvault.wiring import Archive, blobstore_from_url
-from storage.blobstore import BlobStore, BlobStoreError
+from storage.blobstore import BlobCorruptError, BlobNotFoundError, BlobStore, BlobStoreError
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,10 @@ def parse_blob(blobs: BlobStore, digest: str, limits) -> ParseOutcome:  # type: 
 
     try:
         raw = blobs.get(digest)
-    except BlobStoreError as error:
+    except (BlobNotFoundError, BlobCorruptError) as error:
         return ParseOutcome(sha256=digest, parsed=None, error=str(error))
+    except BlobStoreError as error:  # the store is down or refusing: retried, not counted against the message
+        return ParseOutcome(sha256=digest, parsed=None, error=str(error), store_unavailable=True)
     return ParseOutcome(sha256=digest, parsed=parse_message(raw, limits))
 
 
@@ -94,14 +96,28 @@ class PooledParser:
         )
 
     def __call__(self, digests: Sequence[str]) -> list[ParseOutcome]:
+        return self.start(digests)()
+
+    def start(self, digests: Sequence[str]) -> Callable[[], list[ParseOutcome]]:
+        """Begin parsing in the pool now; the returned thunk waits for the outcomes."""
         if len(digests) < self._inline_below:
-            return self._inline(digests)
+            outcomes = self._inline(digests)
+            return lambda: outcomes
         try:
-            return list(self._executor.map(self._parse_in_worker, digests, chunksize=8))
+            pending = self._executor.map(self._parse_in_worker, digests, chunksize=8)
         except BrokenProcessPool:
-            log.error("a parser process died; parsing this batch one message at a time to find the cause")
             self._restart()
-            return [self._parse_isolated(digest) for digest in digests]
+            pending = self._executor.map(self._parse_in_worker, digests, chunksize=8)
+
+        def wait() -> list[ParseOutcome]:
+            try:
+                return list(pending)
+            except BrokenProcessPool:
+                log.error("a parser process died; parsing this batch one message at a time to find the cause")
+                self._restart()
+                return [self._parse_isolated(digest) for digest in digests]
+
+        return wait
 
     def _parse_isolated(self, digest: str) -> ParseOutcome:
         try:
@@ -125,6 +141,14 @@ def parser_for(archive: Archive, *, expected: int) -> Callable[[Sequence[str]], 
     return PooledParser(archive, workers)
 
 
+def _parse_now(parse_many: Callable[[Sequence[str]], list[ParseOutcome]]):  # type: ignore[no-untyped-def]
+    def start(digests: Sequence[str]) -> Callable[[], list[ParseOutcome]]:
+        outcomes = parse_many(digests)
+        return lambda: outcomes
+
+    return start
+
+
 def drain_outbox(
     archive: Archive,
     *,
@@ -139,20 +163,34 @@ def drain_outbox(
     own_parser = parse_many is None
     if parse_many is None:
         parse_many = parser_for(archive, expected=backlog(archive.sessions)[0])
+    # With a pool, the next batch is parsed in other processes while this one is indexed.
+    start = getattr(parse_many, "start", None) or _parse_now(parse_many)
+    sessions, size = archive.sessions, archive.settings.index_batch_size
+    pending: PreparedBatch | None = None
     try:
-        while not (stop and stop.is_set()):
-            leases = lease_batch(archive.sessions, archive.settings.index_batch_size)
-            if not leases:
+        while True:
+            leases = [] if (stop and stop.is_set()) else lease_batch(sessions, size)
+            upcoming = prepare_batch(sessions, leases, start) if leases else None
+            if pending is not None:
+                try:
+                    report = complete_batch(sessions, archive.search, pending)
+                except BaseException:
+                    if upcoming is not None:
+                        unlease(sessions, upcoming.leases)
+                    raise
+                total.indexed += report.indexed
+                total.failed += report.failed
+                total.batches += 1
+                total.errors.extend(report.errors)
+                if on_batch:
+                    on_batch(report)
+                if report.indexed == 0 and report.failed and upcoming is not None:
+                    # Everything failed (engine down?): give the next batch back, let the caller back off.
+                    unlease(sessions, upcoming.leases)
+                    break
+            pending = upcoming
+            if pending is None:
                 break
-            report = index_leased(archive.sessions, archive.search, leases, parse_many)
-            total.indexed += report.indexed
-            total.failed += report.failed
-            total.batches += 1
-            total.errors.extend(report.errors)
-            if on_batch:
-                on_batch(report)
-            if report.indexed == 0 and report.failed:
-                break  # everything in this batch failed (engine down?): let the caller back off
     finally:
         if own_parser and isinstance(parse_many, PooledParser):
             parse_many.close()
