@@ -250,7 +250,7 @@ def drop_namespace(services: Services, ns: Namespace) -> dict:
         try:
             engine = sa.create_engine(services.database_url)
             with engine.begin() as connection:
-                connection.exec_driver_sql(f'DROP SCHEMA "{ns.schema}" CASCADE')
+                connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{ns.schema}" CASCADE')
             engine.dispose()
             done["schema"] = ns.schema
         except Exception as error:  # noqa: BLE001
@@ -291,24 +291,30 @@ def empty_and_remove_bucket(services: Services, bucket: str) -> int:
 # Sampling processes: RSS of postvault's trees, CPU of everything involved
 
 
-def service_processes() -> dict:
-    """The services' main processes, found by command line (PostgreSQL: the postmaster, with its backends)."""
+def service_processes(services: Services) -> dict:
+    """This instance's service processes, found by command line and port (PostgreSQL: the postmaster,
+    whose backends are its children). Several instances may run (POSTVAULT_SERVICES_DIR and ports)."""
     import psutil
+    from sqlalchemy.engine import make_url
 
+    pg_port = str(make_url(services.database_url).port)
+    os_port = services.opensearch.rpartition(":")[2]
+    s3 = services.s3_endpoint
     found: dict = {}
     for proc in psutil.process_iter(["pid", "name", "cmdline"]):
         try:
-            cmd = " ".join(proc.info.get("cmdline") or [])
+            argv = proc.info.get("cmdline") or []
+            cmd = " ".join(argv)
             name = proc.info.get("name") or ""
-            if "org.postvault.services.OpenSearchNode" in cmd:
+            if "org.postvault.services.OpenSearchNode" in cmd and f"http.port={os_port}" in argv:
                 found["opensearch"] = proc
-            elif "versitygw" in cmd and " posix " in cmd:
+            elif "versitygw" in cmd and f"--port {s3}" in cmd:
                 found["versitygw (S3)"] = proc
-            elif name.startswith("redis-server"):
+            elif name.startswith("redis-server") and services.redis in cmd:
                 found["redis"] = proc
-            elif name == "postgres" and (proc.parent() is None or proc.parent().name() != "postgres"):
+            elif name == "postgres" and "-p" in argv and argv[argv.index("-p") + 1] == pg_port:
                 found["postgresql"] = proc
-        except psutil.Error:
+        except (psutil.Error, IndexError):
             continue
     return found
 
@@ -316,13 +322,13 @@ def service_processes() -> dict:
 class Sampler(threading.Thread):
     """Every 0.2 s: RSS of each postvault group's tree, CPU time of every process of interest."""
 
-    def __init__(self) -> None:
+    def __init__(self, services: Services) -> None:
         super().__init__(name="sampler", daemon=True)
         import psutil
 
         self.psutil = psutil
         self.groups: dict = {}  # name -> psutil.Process (root of a postvault tree)
-        self.services = service_processes()
+        self.services = service_processes(services)
         self._stop_event = threading.Event()
         self._lock = threading.Lock()
         self.cpu_last: dict = {}  # (group, pid, create_time) -> cpu seconds
@@ -330,8 +336,10 @@ class Sampler(threading.Thread):
         self.peak_rss: dict = {}
         self.peak_pss: dict = {}
         self.peak_rss_single: dict = {}
-        self.peak_rss_postvault = 0
+        self.peak_rss_postvault = 0  # import + worker tree + beat
         self.peak_pss_postvault = 0
+        self.peak_rss_import_worker = 0  # import + worker tree, summed at one sample
+        self.peak_pss_import_worker = 0
         self.max_processes: dict = {}
         self.samples = 0
         self.timeline: list = []
@@ -380,6 +388,7 @@ class Sampler(threading.Thread):
         with self._lock:
             groups = dict(self.groups)
         rss_total = pss_total = 0
+        rss_iw = pss_iw = 0
         for name, root in groups.items():
             rss_sum = pss_sum = rss_max = alive = 0
             for proc in self._tree(root):
@@ -404,9 +413,14 @@ class Sampler(threading.Thread):
                 self.peak_pss[name] = max(self.peak_pss.get(name, 0), pss_sum)
             rss_total += rss_sum
             pss_total += pss_sum
+            if name in ("import", "worker"):
+                rss_iw += rss_sum
+                pss_iw += pss_sum
         self.peak_rss_postvault = max(self.peak_rss_postvault, rss_total)
+        self.peak_rss_import_worker = max(self.peak_rss_import_worker, rss_iw)
         if want_pss:
             self.peak_pss_postvault = max(self.peak_pss_postvault, pss_total)
+            self.peak_pss_import_worker = max(self.peak_pss_import_worker, pss_iw)
         for name, root in self.services.items():
             for proc in self._tree(root):
                 try:
@@ -581,7 +595,7 @@ def ingest_scale_out(services: Services, ns: Namespace, maildir: Path, files: in
                  "probe": args.probe, "code_version": ingest._code_version()}
     worker = beat = importer = None
     observer = Observer(services, ns)
-    sampler = Sampler()
+    sampler = Sampler(services)
     services_before = {name: (proc.pid, Sampler._ctime(proc)) for name, proc in sampler.services.items()}
     try:
         worker = _start(command("worker", "--concurrency", str(concurrency), "--loglevel", "INFO"), env, work, logs, "worker")
@@ -664,7 +678,7 @@ def ingest_scale_out(services: Services, ns: Namespace, maildir: Path, files: in
         out["worker_exit"] = _stop(worker, 60)
         out["beat_exit"] = _stop(beat, 20)
         observer.close()
-    services_after = {name: (proc.pid, Sampler._ctime(proc)) for name, proc in service_processes().items()}
+    services_after = {name: (proc.pid, Sampler._ctime(proc)) for name, proc in service_processes(services).items()}
     for name, before in services_before.items():
         if services_after.get(name) != before:
             out.setdefault("warnings", []).append(f"{name} restarted or stopped during the run: its CPU time is incomplete")
@@ -674,12 +688,17 @@ def ingest_scale_out(services: Services, ns: Namespace, maildir: Path, files: in
     out["peak_pss"] = dict(sampler.peak_pss)
     out["peak_rss_postvault"] = sampler.peak_rss_postvault
     out["peak_pss_postvault"] = sampler.peak_pss_postvault
+    out["peak_rss_import_worker"] = sampler.peak_rss_import_worker
+    out["peak_pss_import_worker"] = sampler.peak_pss_import_worker
     out["max_processes"] = dict(sampler.max_processes)
     out["cpu_seconds"] = sampler.cpu_by_name()
     out["system_cpu"] = sampler.system_cpu()
     out["rss_timeline"] = sampler.timeline[:: max(1, len(sampler.timeline) // 600)]
     worker_log = (logs / "worker.stderr").read_text(errors="replace")
     out["celery"] = _celery_tasks(worker_log)
+    window = out.get("searchable_seconds") or out.get("import_exit_seconds")
+    if window:
+        out["celery"]["worker_busy_share"] = round(out["celery"]["task_seconds"] / (concurrency * window), 2)
     out["worker_log_tail"] = ingest._tail(worker_log, 6)
     if args.probe:
         out["probe_import"] = _probe_totals(probe_dir, "import")
@@ -1077,7 +1096,7 @@ def run_size(n: int, args, services: Services) -> dict:
             run.update(ingest_scale_out(services, ns, maildir, files, work, concurrency, args))
             log(f"N={n:,} concurrency {concurrency}: searchable after {run.get('searchable_seconds')} s = "
                 f"{run.get('msgs_per_s')} msg/s (import exited at {run.get('import_exit_seconds')} s); "
-                f"peak RSS postvault {run.get('peak_rss_postvault', 0) / MB:,.0f} MB"
+                f"peak RSS import + worker {run.get('peak_rss_import_worker', 0) / MB:,.0f} MB"
                 + (f"; ERROR {run['error']}" if run.get("error") else ""))
             if number == 0 and not run.get("error"):
                 env = run_env(services, ns, work / "data", args.index_batch_size)
@@ -1241,9 +1260,9 @@ def render_markdown(results: dict) -> str:
             lines += [f"Corpus: {size['files']:,} files, {c['bytes'] / 1e6:,.0f} MB (median {c['size_p50']:,} B, "
                       f"max {c['size_max']:,} B; {c['spamassassin_messages']:,} from SpamAssassin); digest `{c['digest'][:16]}`.", ""]
         lines += ["### Ingest to searchable (postvault import --no-index + postvault worker)", "",
-                  "| C | searchable s | msgs/s | import exited s | lag after import s | archived | indexed | "
-                  "peak RSS postvault MB (PSS) | import / worker tree / beat MB | worker procs | load before→after | notes |",
-                  "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---|"]
+                  "| C | searchable s | msgs/s | first doc searchable s | import exited s | lag after import s | archived | indexed | "
+                  "peak RSS import + worker MB (PSS) | import / worker tree / beat MB | worker procs | load before→after | notes |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---|"]
         for run in size["runs"]:
             pr = run.get("peak_rss", {})
             notes = []
@@ -1256,14 +1275,17 @@ def render_markdown(results: dict) -> str:
             ce = run.get("celery") or {}
             if ce:
                 notes.append(f"{ce.get('tasks')} tasks ({ce.get('empty_tasks')} empty), mean batch {ce.get('mean_batch')}, "
-                             f"mean task {ce.get('mean_task_seconds')} s")
+                             f"mean task {ce.get('mean_task_seconds')} s, worker processes busy "
+                             f"{_num((ce.get('worker_busy_share') or 0) * 100, '{:.0f}')} % of the window")
+            notes += run.get("warnings", [])
             if run.get("error"):
                 notes.append(f"ERROR: {run['error']}")
             lines.append(
                 f"| {run['concurrency']} | {_num(run.get('searchable_seconds'))} | {_num(run.get('msgs_per_s'), '{:,.0f}')} | "
+                f"{_num(run.get('first_indexed_seconds'))} | "
                 f"{_num(run.get('import_exit_seconds'))} | {_num(run.get('lag_after_import_seconds'))} | "
                 f"{_num(run.get('messages'), '{:,}')} | {_num(run.get('indexed'), '{:,}')} | "
-                f"{_mb(run.get('peak_rss_postvault'))} ({_mb(run.get('peak_pss_postvault'))}) | "
+                f"{_mb(run.get('peak_rss_import_worker'))} ({_mb(run.get('peak_pss_import_worker'))}) | "
                 f"{_mb(pr.get('import'))} / {_mb(pr.get('worker'))} / {_mb(pr.get('beat'))} | "
                 f"{(run.get('max_processes') or {}).get('worker', '–')} | "
                 f"{run.get('loadavg_before', '–')}→{run.get('loadavg_after', '–')} | {'; '.join(notes)} |")
@@ -1430,6 +1452,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--results-dir", type=Path, default=BENCH / "results")
     parser.add_argument("--name", default=None, help="results file stem (default <date>-scale-out)")
     parser.add_argument("--render", type=Path, default=None, metavar="RESULTS.json", help="only re-render the .md from a results file")
+    parser.add_argument("--drop", nargs="+", default=None, metavar="TAG",
+                        help="only delete what a --keep run left: schema, bucket and indices of each pvbench-... tag")
     return parser
 
 
@@ -1440,6 +1464,17 @@ def main(argv: list[str] | None = None) -> int:
         results["targets"] = evaluate(results)
         args.render.with_suffix(".md").write_text(render_markdown(results))
         print(render_markdown(results))
+        return 0
+    if args.drop:
+        services = Services.from_script()
+        for tag in args.drop:
+            if not re.fullmatch(r"pvbench-[a-z0-9-]+", tag):
+                log(f"{tag!r} is not a pvbench-... tag; left alone")
+                continue
+            ns = Namespace(tag=tag, schema=tag.replace("-", "_"), bucket=tag, prefix=tag, redis_db=args.redis_db,
+                           database_url="", blobstore_url="", search_url="", broker_url="",
+                           created={"schema": 1, "bucket": 1, "prefix": 1})
+            log(f"dropped {tag}: {drop_namespace(services, ns)}")
         return 0
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]

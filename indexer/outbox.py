@@ -186,8 +186,11 @@ def prepare_batch(sessions: sessionmaker[Session], leases: Sequence[Lease], star
 def complete_batch(sessions: sessionmaker[Session], backend: SearchBackend, batch: PreparedBatch) -> DrainReport:
     """Index a prepared batch. Rows leave the outbox only after the backend has committed."""
     report = DrainReport(batches=1)
-    documents, done, failed = [], [], []
+    documents, done, failed, unavailable = [], [], [], []
     for lease, outcome in zip(batch.present, batch.outcomes()):
+        if outcome.store_unavailable:
+            unavailable.append((lease, outcome.error))
+            continue
         if outcome.parsed is None:
             failed.append((lease, outcome.error))
             continue
@@ -207,9 +210,11 @@ def complete_batch(sessions: sessionmaker[Session], backend: SearchBackend, batc
         report.errors.append(str(error))
         return report
     _finish(sessions, done, failed, batch.gone)
+    if unavailable:  # the blob store is down: an outage, like the engine's above
+        release(sessions, [lease for lease, _ in unavailable], error=unavailable[0][1])
     report.indexed += len(done)
-    report.failed += len(failed)
-    report.errors.extend(f"message {lease.message_id}: {error}" for lease, error in failed)
+    report.failed += len(failed) + len(unavailable)
+    report.errors.extend(f"message {lease.message_id}: {error}" for lease, error in failed + unavailable)
     return report
 
 
