@@ -79,8 +79,10 @@ def search_archive(
 def summaries_for(archive, ids: list[int], scores: dict[int, float]) -> list[MessageSummary]:  # type: ignore[no-untyped-def]
     if not ids:
         return []
+    columns = (Message.id, Message.sha256, Message.date_header, Message.first_received_at, Message.from_header,
+               Message.to_header, Message.subject, Message.size)
     with archive.sessions() as session:
-        rows = {row.id: row for row in session.scalars(select(Message).where(Message.id.in_(ids)))}
+        rows = {row.id: row for row in session.execute(select(*columns).where(Message.id.in_(ids)))}
     return [
         MessageSummary(
             id=row.id,
