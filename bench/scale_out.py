@@ -872,6 +872,16 @@ def _iter_actions(out_dir: Path, index: str):  # type: ignore[no-untyped-def]
                 yield {"_index": index, "_id": str(source["id"]), "_source": source}
 
 
+def _cpu(proc) -> float:  # type: ignore[no-untyped-def]
+    if proc is None:
+        return 0.0
+    try:
+        t = proc.cpu_times()
+        return t.user + t.system
+    except Exception:  # noqa: BLE001
+        return 0.0
+
+
 def raw_bulk(services: Services, ns: Namespace, prep_dir: Path, prepared: dict, preload_limit: int) -> dict:
     """helpers.bulk and parallel_bulk of the prepared documents, each into a fresh index."""
     from opensearchpy import helpers
@@ -879,6 +889,7 @@ def raw_bulk(services: Services, ns: Namespace, prep_dir: Path, prepared: dict, 
     from indexer.backends import opensearch_mapping as mapping
 
     client = services.opensearch_client()
+    opensearch = service_processes(services).get("opensearch")
     preload = prepared["bytes"] <= preload_limit
     out: dict = {"documents": prepared["documents"], "chunk_size": BULK_CHUNK, "max_chunk_bytes": BULK_BYTES,
                  "preloaded": preload, "variants": {}}
@@ -900,17 +911,25 @@ def raw_bulk(services: Services, ns: Namespace, prep_dir: Path, prepared: dict, 
         client.indices.create(index=index, body=mapping.index_body(shards=1, replicas=0))
         try:
             actions = actions_for(index)
+            os_cpu0 = _cpu(opensearch)
+            me0 = time.process_time()
             t0 = time.perf_counter()
             errors = send(index, actions)
             t_bulk = time.perf_counter() - t0
             client.indices.refresh(index=index)
             seconds = time.perf_counter() - t0
+            os_cpu = _cpu(opensearch) - os_cpu0
+            client_cpu = time.process_time() - me0
             count = int(client.count(index=index)["count"])
             stats = client.indices.stats(index=index, metric="store")
             size = stats["indices"][index]["total"]["store"]["size_in_bytes"]
             out["variants"][label] = {"seconds": round(seconds, 2), "bulk_seconds": round(t_bulk, 2),
                                       "docs_per_s": round(count / seconds, 1) if seconds else None,
-                                      "count": count, "errors": errors, "index_bytes": size}
+                                      "count": count, "errors": errors, "index_bytes": size,
+                                      "opensearch_cpu_seconds": round(os_cpu, 1), "client_cpu_seconds": round(client_cpu, 1),
+                                      "opensearch_cpu_ms_per_doc": round(os_cpu / count * 1000, 2) if count else None,
+                                      "client_cpu_ms_per_doc": round(client_cpu / count * 1000, 2) if count else None,
+                                      "loadavg": round(os.getloadavg()[0], 2)}
             log(f"  raw {label}: {count:,} docs in {seconds:.1f} s = {count / seconds:,.0f} docs/s")
         finally:
             client.indices.delete(index=index, ignore_unavailable=True)
@@ -1298,9 +1317,12 @@ def render_markdown(results: dict) -> str:
                       f"{prep['bytes'] / max(1, prep['lines']) / 1024:,.1f} KB), chunks of {raw['chunk_size']} / "
                       f"{raw['max_chunk_bytes'] // MB} MB, fresh index with postvault's settings and mapping (1 shard, 0 replicas), "
                       f"one refresh at the end{'' if raw['preloaded'] else '; streamed from disk (too large to preload)'}.", "",
-                      "| variant | seconds | docs/s | index MB |", "|---|---:|---:|---:|"]
+                      "| variant | seconds | docs/s | OpenSearch CPU ms/doc | client CPU ms/doc | index MB | load avg after |",
+                      "|---|---:|---:|---:|---:|---:|---:|"]
             for label, v in raw["variants"].items():
-                lines.append(f"| `{label}` | {_num(v['seconds'])} | {_num(v['docs_per_s'], '{:,.0f}')} | {_mb(v.get('index_bytes'))} |")
+                lines.append(f"| `{label}` | {_num(v['seconds'])} | {_num(v['docs_per_s'], '{:,.0f}')} | "
+                             f"{_num(v.get('opensearch_cpu_ms_per_doc'), '{:.2f}')} | {_num(v.get('client_cpu_ms_per_doc'), '{:.2f}')} | "
+                             f"{_mb(v.get('index_bytes'))} | {v.get('loadavg', '–')} |")
             lines += ["", "| C | postvault msgs/s | ÷ best raw | ÷ sequential bulk |", "|---:|---:|---:|---:|"]
             for run in size["runs"]:
                 r = run.get("msgs_per_s")
@@ -1332,6 +1354,16 @@ def render_markdown(results: dict) -> str:
             lines.append(f"| everything else on the machine (other jobs, kernel, this bench) | {other:,.1f} | "
                          f"{other / (2 * secs) * 100 if secs else 0:.0f} % | |")
             lines.append("")
+            per_msg = known / size["files"] * 1000
+            cores = results["host"]["cpus"] or 2
+            raw_v = (size.get("raw_bulk") or {}).get("variants", {})
+            raw_cpu = min((v.get("opensearch_cpu_ms_per_doc") or 0) + (v.get("client_cpu_ms_per_doc") or 0)
+                          for v in raw_v.values()) if raw_v else None
+            lines += [f"CPU budget: the pipeline (postvault processes + the four services) spent {per_msg:.1f} CPU-ms per "
+                      f"message, so {cores} cores saturated by it alone would give at most {cores * 1000 / per_msg:,.0f} msg/s"
+                      + (f"; the raw _bulk spent {raw_cpu:.1f} CPU-ms per document (OpenSearch + client), a ceiling of "
+                         f"{cores * 1000 / raw_cpu:,.0f} docs/s, so on one shared box the ratio cannot exceed about "
+                         f"{raw_cpu / per_msg:.2f}× however well postvault overlaps its work." if raw_cpu else "."), ""]
             if run.get("probe_worker", {}).get("totals"):
                 wb = _worker_breakdown(run)
                 lines += [f"Inside the worker ({run['probe_worker']['processes']} processes; wall seconds summed over them, "
@@ -1452,6 +1484,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--results-dir", type=Path, default=BENCH / "results")
     parser.add_argument("--name", default=None, help="results file stem (default <date>-scale-out)")
     parser.add_argument("--render", type=Path, default=None, metavar="RESULTS.json", help="only re-render the .md from a results file")
+    parser.add_argument("--merge", nargs="+", type=Path, default=None, metavar="RESULTS.json",
+                        help="only combine the sizes of several results files into one (named by --name) and render it")
     parser.add_argument("--drop", nargs="+", default=None, metavar="TAG",
                         help="only delete what a --keep run left: schema, bucket and indices of each pvbench-... tag")
     return parser
@@ -1464,6 +1498,21 @@ def main(argv: list[str] | None = None) -> int:
         results["targets"] = evaluate(results)
         args.render.with_suffix(".md").write_text(render_markdown(results))
         print(render_markdown(results))
+        return 0
+    if args.merge:
+        parts = [json.loads(path.read_text()) for path in args.merge]
+        results = dict(parts[0])
+        results["sizes_run"] = [size for part in parts for size in part["sizes_run"]]
+        results["sizes"] = [size["n"] for size in results["sizes_run"]]
+        results["concurrency"] = sorted({run["concurrency"] for size in results["sizes_run"] for run in size["runs"]}, reverse=True)
+        results["merged_from"] = [str(path) for path in args.merge]
+        results["total_seconds"] = round(sum(part.get("total_seconds") or 0 for part in parts), 1)
+        results["targets"] = evaluate(results)
+        stem = args.name or f"{results['date']}-{PROFILE}"
+        args.results_dir.mkdir(parents=True, exist_ok=True)
+        (args.results_dir / f"{stem}.json").write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str) + "\n")
+        (args.results_dir / f"{stem}.md").write_text(render_markdown(results))
+        log(f"merged {len(parts)} file(s) into {args.results_dir / (stem + '.json')} and .md")
         return 0
     if args.drop:
         services = Services.from_script()
