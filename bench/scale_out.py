@@ -272,16 +272,21 @@ def empty_and_remove_bucket(services: Services, bucket: str) -> int:
     client = services.minio()
     if not client.bucket_exists(bucket):
         return 0
+    from concurrent.futures import ThreadPoolExecutor
+
+    def remove(chunk: list) -> None:
+        errors = list(client.remove_objects(bucket, iter(chunk), bypass_governance_mode=True))
+        if errors:
+            raise BenchError(f"could not delete {len(errors)} object(s) from {bucket}: {errors[0]}")
+
     deleted = 0
     while True:
         batch = [DeleteObject(o.object_name, o.version_id)
                  for o in client.list_objects(bucket, recursive=True, include_version=True)]
         if not batch:
             break
-        for start in range(0, len(batch), 1000):
-            errors = list(client.remove_objects(bucket, iter(batch[start:start + 1000]), bypass_governance_mode=True))
-            if errors:
-                raise BenchError(f"could not delete {len(errors)} object(s) from {bucket}: {errors[0]}")
+        with ThreadPoolExecutor(max_workers=4) as pool:  # versitygw deletes one file at a time per request
+            list(pool.map(remove, [batch[i:i + 1000] for i in range(0, len(batch), 1000)]))
         deleted += len(batch)
     client.remove_bucket(bucket)
     return deleted
@@ -1491,8 +1496,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM/SIGHUP: unwind like Ctrl-C, so the finally blocks stop our processes and drop the namespace."""
+
+
+def _terminate(signum, _frame) -> None:  # type: ignore[no-untyped-def]
+    raise Terminated(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     if args.render:
         results = json.loads(args.render.read_text())
         results["targets"] = evaluate(results)
