@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from archiver.headers import normalise_address
 from archiver.importers import ImportSummary, import_paths
 from archiver.importers.runner import DEFAULT_BATCH_MESSAGES
+from postvault.memory import limit_malloc_arenas
 from postvault.settings import Settings
 from postvault.wiring import Archive
 from storage.blobstore import BlobStoreError
@@ -54,6 +55,7 @@ def import_command(
         custodian = normalise_address(mailbox)
         if not custodian:
             raise typer.BadParameter(f"{mailbox!r} is not an email address", param_hint="--mailbox")
+    limit_malloc_arenas()  # before the journal, indexer and tantivy threads start
     settings = Settings()
     archive = Archive(settings)
     try:

@@ -11,6 +11,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from indexer.outbox import DrainReport, ParseOutcome, PreparedBatch, complete_batch, lease_batch, prepare_batch, unlease
+from postvault.memory import release_free_memory
 from postvault.settings import Settings
 from postvault.wiring import Archive, blobstore_from_url
 from storage.blobstore import BlobCorruptError, BlobNotFoundError, BlobStore, BlobStoreError
@@ -53,6 +54,11 @@ class InProcessParser:
 # Per-process state of pool workers, set once by the initializer (each worker opens its own store).
 _worker_blobs: BlobStore | None = None
 _worker_limits = None
+_worker_parsed = 0
+# A parser process gives its free heap back this often (see postvault.memory): often
+# enough that one huge attachment does not leave it big, rarely enough to cost nothing
+# measurable (a trim with little to free takes microseconds).
+_TRIM_EVERY = 16
 
 
 def _init_worker(blobstore_url: str, settings_json: str) -> None:
@@ -62,8 +68,13 @@ def _init_worker(blobstore_url: str, settings_json: str) -> None:
 
 
 def _parse_in_worker(digest: str) -> ParseOutcome:
+    global _worker_parsed
     assert _worker_blobs is not None
-    return parse_blob(_worker_blobs, digest, _worker_limits)
+    outcome = parse_blob(_worker_blobs, digest, _worker_limits)
+    _worker_parsed += 1
+    if _worker_parsed % _TRIM_EVERY == 0:
+        release_free_memory()
+    return outcome
 
 
 class PooledParser:
@@ -188,7 +199,10 @@ def drain_outbox(
                     # Everything failed (engine down?): give the next batch back, let the caller back off.
                     unlease(sessions, upcoming.leases)
                     break
-            pending = upcoming
+            finished, pending = pending, upcoming
+            if finished is not None:
+                del finished  # its parsed text is garbage now: hand the heap it used back
+                release_free_memory()
             if pending is None:
                 break
     finally:
