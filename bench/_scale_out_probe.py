@@ -110,7 +110,7 @@ def install(role: str) -> None:
     _patch(outbox, "load_facts", "pg_load_facts", _arg_len(1))
     _patch(outbox, "_finish", "pg_finish")
     _patch(outbox, "build_document", "build_document")
-    _patch(indexing, "parse_blob", "parse_blob")
+    _patch(indexing, "parse_fetched", "parse_blob")  # every parse, prefetched or not
     _patch(s3.S3BlobStore, "get", "s3_get")
     _patch(parsing, "parse_message", "parse_message")
     _patch(osb.OpenSearchBackend, "index", "os_index", _arg_len(1))

@@ -20,6 +20,7 @@ from indexer.outbox import backlog, index_leased, lease_batch, utc_age
 from indexer.search_backend import IndexLockedError
 from postvault.background.celery_app import INDEX_BATCH, KICK_INDEXING, QUEUE, REINDEX, SWEEP_OUTBOX
 from postvault.indexing import InProcessParser
+from postvault.memory import release_free_memory
 from storage.models import IndexOutbox
 from storage.timeutil import utcnow
 
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 # The most index_batch tasks one sweep keeps waiting in the queue. More only sit in
 # Redis: each task that runs a full batch queues its own successor.
 SWEEP_MAX_TASKS = 16
+# Blobs read ahead while a task parses (see InProcessParser): enough to hide S3 round trips
+# behind parsing, few enough that a batch of large messages stays a few hundred MB at most.
+BLOB_PREFETCH = 8
 
 
 @shared_task(bind=True, name=INDEX_BATCH)
@@ -53,11 +57,13 @@ def index_batch(self: Task) -> dict[str, int]:
     if not leases:
         return {"leased": 0, "indexed": 0, "failed": 0}
     try:
-        report = index_leased(archive.sessions, archive.search, leases, InProcessParser(archive.blobs, archive.settings))
+        parser = InProcessParser(archive.blobs, archive.settings, prefetch=BLOB_PREFETCH)
+        report = index_leased(archive.sessions, archive.search, leases, parser)
     except IndexLockedError as error:
         # The rows were handed back at once; whoever holds the index indexes them.
         log.warning("index_batch: %s", error)
         return {"leased": len(leases), "indexed": 0, "failed": 0}
+    release_free_memory()  # the batch's parsed text is garbage now: keep the worker process small
     if report.errors:
         log.warning("index_batch: %d of %d failed; first error: %s", report.failed, len(leases), report.errors[0])
     if len(leases) == size and report.indexed:

@@ -121,3 +121,48 @@ def test_engine_outages_do_not_count_against_a_message(archive) -> None:
     later = lease_batch(archive.sessions, 10, now=moment + LEASE)
     index_leased(archive.sessions, archive.search, later, InProcessParser(archive.blobs, archive.settings))
     assert len(_ids(archive, "patient")) == 1
+
+
+def test_prefetching_parser_keeps_order_and_reports_unreadable_blobs(archive, monkeypatch) -> None:
+    import threading
+
+    import postvault.indexing as indexing
+
+    receipts = archive.journal.journal_many(
+        [Arrival(make_message(subject=f"prefetched {n}"), Envelope(), "import") for n in range(30)]
+    )
+    digests = [receipt.sha256 for receipt in receipts]
+    archive.blobs.delete(digests[7])
+    lock = threading.Lock()
+    started = parsed = 0
+    most_ahead = 0  # the most blobs read (or being read) but not yet parsed
+    blobs = archive.blobs
+
+    class CountingStore:
+        def get(self, digest: str) -> bytes:
+            nonlocal started, most_ahead
+            with lock:
+                started += 1
+                most_ahead = max(most_ahead, started - parsed)
+            return blobs.get(digest)
+
+    real_parse = indexing.parse_fetched
+
+    def counting_parse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal parsed
+        outcome = real_parse(*args, **kwargs)
+        with lock:
+            parsed += 1
+        return outcome
+
+    monkeypatch.setattr(indexing, "parse_fetched", counting_parse)
+    prefetched = InProcessParser(CountingStore(), archive.settings, prefetch=4)(digests)  # type: ignore[arg-type]
+    reference = [InProcessParser(archive.blobs, archive.settings)([digest])[0] for digest in digests]
+
+    assert [outcome.sha256 for outcome in prefetched] == digests
+    assert [o.parsed.subject if o.parsed else o.error for o in prefetched] == [
+        o.parsed.subject if o.parsed else o.error for o in reference
+    ]
+    assert prefetched[7].parsed is None and "prefetched" not in prefetched[7].error and not prefetched[7].store_unavailable
+    assert started == 30
+    assert 1 < most_ahead <= 5, "reads run ahead of parsing, but only by the window (4, plus the one being parsed)"
