@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 from postvault.settings import Settings
 
 if TYPE_CHECKING:  # engines are imported when first used: `postvault --help` stays quick
+    from sqlalchemy import Engine
     from sqlalchemy.orm import Session, sessionmaker
 
     from archiver.journal import Journal
@@ -56,10 +57,19 @@ class Archive:
     settings: Settings
 
     @cached_property
-    def sessions(self) -> "sessionmaker[Session]":
-        from storage.database import open_catalogue
+    def catalogue(self) -> Engine:
+        """The catalogue's engine, migrated on first use. Core statements need no more, and
+        spare a short-lived process (`postvault search`) the ORM's import and set-up."""
+        from storage.database import open_catalogue_engine
 
-        return open_catalogue(self.settings.resolved_database_url())
+        return open_catalogue_engine(self.settings.resolved_database_url())
+
+    @cached_property
+    def sessions(self) -> "sessionmaker[Session]":
+        """ORM sessions on ``catalogue``."""
+        from sqlalchemy.orm import sessionmaker
+
+        return sessionmaker(self.catalogue, expire_on_commit=False)
 
     @cached_property
     def blobs(self) -> BlobStore:
@@ -87,5 +97,5 @@ class Archive:
             self.notifier.close()
         if "search" in self.__dict__:
             self.search.close()
-        if "sessions" in self.__dict__:
-            self.sessions.kw["bind"].dispose()
+        if "catalogue" in self.__dict__:
+            self.catalogue.dispose()

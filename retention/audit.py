@@ -7,13 +7,15 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, Engine, insert, select, text
 
-from storage.models import AuditEvent
+from storage.tables import audit_events
 from storage.timeutil import as_utc, utcnow
+
+if TYPE_CHECKING:  # Core statements only: `postvault search` audits without importing the ORM
+    from sqlalchemy.orm import Session, sessionmaker
 
 GENESIS = "0" * 64
 
@@ -31,24 +33,26 @@ def event_hash(previous_hash: str, at: datetime, actor: str, action: str, detail
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def record(session: Session, *, actor: str, action: str, detail: dict[str, Any] | None = None) -> AuditEvent:
-    """Append one event inside the caller's transaction (so the action and its record commit together)."""
-    if session.get_bind().dialect.name == "postgresql":
+def record(transaction: Connection | Session, *, actor: str, action: str, detail: dict[str, Any] | None = None) -> None:
+    """Append one event inside the caller's transaction (so the action and its record commit together).
+
+    ``transaction`` is a Core connection, or an ORM session whose connection is used.
+    """
+    connection = transaction if isinstance(transaction, Connection) else transaction.connection()
+    if connection.dialect.name == "postgresql":
         # Serialise appenders so two events never claim the same predecessor.
-        session.execute(text("SELECT pg_advisory_xact_lock(727274)"))
-    previous = session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)) or GENESIS
+        connection.execute(text("SELECT pg_advisory_xact_lock(727274)"))
+    previous = connection.scalar(select(audit_events.c.hash).order_by(audit_events.c.id.desc()).limit(1)) or GENESIS
     at = utcnow()
     detail = json.loads(json.dumps(detail or {}, default=str))
-    event = AuditEvent(at=at, actor=actor, action=action, detail=detail, previous_hash=previous,
-                       hash=event_hash(previous, at, actor, action, detail))
-    session.add(event)
-    session.flush()
-    return event
+    connection.execute(insert(audit_events).values(at=at, actor=actor, action=action, detail=detail, previous_hash=previous,
+                                                   hash=event_hash(previous, at, actor, action, detail)))
 
 
-def audit(sessions: sessionmaker[Session], *, actor: str, action: str, detail: dict[str, Any] | None = None) -> None:
-    with sessions.begin() as session:
-        record(session, actor=actor, action=action, detail=detail)
+def audit(catalogue: Engine | sessionmaker[Session], *, actor: str, action: str, detail: dict[str, Any] | None = None) -> None:
+    """Record one event in a transaction of its own, on the catalogue's engine or a session maker."""
+    with catalogue.begin() as transaction:
+        record(transaction, actor=actor, action=action, detail=detail)
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ def verify_chain(sessions: sessionmaker[Session]) -> Iterator[ChainBreak]:
     """Recompute every link; yield each event whose hash or predecessor does not match."""
     previous = GENESIS
     with sessions() as session:
-        for event in session.scalars(select(AuditEvent).order_by(AuditEvent.id)).yield_per(1000):
+        for event in session.execute(select(audit_events).order_by(audit_events.c.id)).yield_per(1000):
             if event.previous_hash != previous:
                 yield ChainBreak(event.id, "predecessor hash does not match the previous event")
             expected = event_hash(event.previous_hash, event.at, event.actor, event.action, event.detail)

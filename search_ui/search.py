@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Row, select
 
 from indexer.query.parser import parse_query
 from indexer.scope import Scope
 from indexer.search_backend import SearchBackend, SortOrder
 from retention.audit import audit, record
 from search_ui.principals import Principal, scope_for
-from storage.models import Message, MessageDomain, MessageMailbox
+from storage.tables import message_domains, message_mailboxes, messages
 from storage.timeutil import as_utc
+
+# Core statements on the catalogue's engine, not ORM sessions: a search is one short process
+# per call from the command line, and the ORM's import and set-up would be a good part of it.
+_SUMMARY_COLUMNS = (messages.c.id, messages.c.sha256, messages.c.date_header, messages.c.first_received_at,
+                    messages.c.from_header, messages.c.to_header, messages.c.subject, messages.c.size)
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ def search_archive(
     page = backend.search(query, scope, sort=sort, limit=limit, offset=offset)
     summaries = summaries_for(archive, [hit.id for hit in page.hits], {hit.id: hit.score for hit in page.hits})
     audit(
-        archive.sessions,
+        archive.catalogue,
         actor=principal.name,
         action="search",
         detail={"query": query_text, "scope": _scope_detail(scope), "total": page.total, "offset": offset, "limit": limit},
@@ -79,49 +85,55 @@ def search_archive(
 def summaries_for(archive, ids: list[int], scores: dict[int, float]) -> list[MessageSummary]:  # type: ignore[no-untyped-def]
     if not ids:
         return []
-    columns = (Message.id, Message.sha256, Message.date_header, Message.first_received_at, Message.from_header,
-               Message.to_header, Message.subject, Message.size)
-    with archive.sessions() as session:
-        rows = {row.id: row for row in session.execute(select(*columns).where(Message.id.in_(ids)))}
+    with archive.catalogue.connect() as connection:
+        rows = {row.id: row for row in connection.execute(select(*_SUMMARY_COLUMNS).where(messages.c.id.in_(ids)))}
     return [
-        MessageSummary(
-            id=row.id,
-            sha256=row.sha256,
-            date=as_utc(row.date_header) or as_utc(row.first_received_at),
-            from_=row.from_header,
-            to=row.to_header,
-            subject=row.subject,
-            size=row.size,
-            score=scores.get(row.id, 0.0),
-        )
+        _summary(row, score=scores.get(row.id, 0.0))
         for row in (rows.get(i) for i in ids)
         if row is not None  # purged between search and join
     ]
 
 
-def fetch_message(archive, principal: Principal, message_id: int, *, requested: Scope | None, raw: bool) -> tuple[Message, bytes]:  # type: ignore[no-untyped-def]
+def _summary(row: Row[Any], *, score: float = 0.0) -> MessageSummary:
+    return MessageSummary(
+        id=row.id,
+        sha256=row.sha256,
+        date=as_utc(row.date_header) or as_utc(row.first_received_at),
+        from_=row.from_header,
+        to=row.to_header,
+        subject=row.subject,
+        size=row.size,
+        score=score,
+    )
+
+
+def fetch_message(archive, principal: Principal, message_id: int, *, requested: Scope | None, raw: bool) -> tuple[MessageSummary, bytes]:  # type: ignore[no-untyped-def]
     """The raw bytes of one message, if it is in the principal's scope; audited as view or download."""
     scope = scope_for(principal, requested)
-    with archive.sessions.begin() as session:
-        message = session.get(Message, message_id)
-        if message is None or not in_scope(session, message.id, scope):
+    with archive.catalogue.begin() as connection:
+        row = connection.execute(select(*_SUMMARY_COLUMNS).where(messages.c.id == message_id)).first()
+        if row is None or not in_scope(connection, row.id, scope):
             raise MessageNotVisibleError(f"no message {message_id} in your scope")
-        record(session, actor=principal.name, action="download" if raw else "view",
-               detail={"message_id": message_id, "sha256": message.sha256})
-    return message, archive.blobs.get(message.sha256)
+        record(connection, actor=principal.name, action="download" if raw else "view",
+               detail={"message_id": message_id, "sha256": row.sha256})
+    return _summary(row), archive.blobs.get(row.sha256)
 
 
-def in_scope(session, message_id: int, scope: Scope) -> bool:  # type: ignore[no-untyped-def]
+def in_scope(connection: Connection, message_id: int, scope: Scope) -> bool:
     if scope.unrestricted:
         return True
-    if scope.mailboxes and session.scalar(
-        select(MessageMailbox.message_id).where(MessageMailbox.message_id == message_id, MessageMailbox.mailbox.in_(scope.mailboxes)).limit(1)
+    if scope.mailboxes and connection.scalar(
+        select(message_mailboxes.c.message_id)
+        .where(message_mailboxes.c.message_id == message_id, message_mailboxes.c.mailbox.in_(scope.mailboxes))
+        .limit(1)
     ):
         return True
     return bool(
         scope.domains
-        and session.scalar(
-            select(MessageDomain.message_id).where(MessageDomain.message_id == message_id, MessageDomain.domain.in_(scope.domains)).limit(1)
+        and connection.scalar(
+            select(message_domains.c.message_id)
+            .where(message_domains.c.message_id == message_id, message_domains.c.domain.in_(scope.domains))
+            .limit(1)
         )
     )
 

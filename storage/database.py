@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import ast
+import re
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, Engine, create_engine, event
+
+if TYPE_CHECKING:  # alembic and the ORM are imported only by those who use them
+    from alembic.config import Config
+    from sqlalchemy.orm import Session, sessionmaker
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # Key of the PostgreSQL advisory lock that serialises migrations (any fixed bigint will do).
 _MIGRATION_LOCK = 0x706F73747661756C  # "postvaul"
+# Where alembic records the applied revision (its default; env.py does not rename it).
+_VERSION_TABLE = "alembic_version"
+# ``revision = '0002'`` and ``down_revision = '0001'`` in a migration script, with or
+# without a type annotation (``revision: str = ...``, as newer alembic templates write).
+_REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(.+?)\s*$", re.MULTILINE)
 
 
 class CatalogueError(RuntimeError):
@@ -48,26 +58,85 @@ def create_catalogue_engine(url: str) -> Engine:
 
 
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 
+@cache
+def head_revision() -> str | None:
+    """The newest migration's revision id, read from the scripts' text without importing alembic.
+
+    Derived rather than written down, so that adding a migration cannot leave a stale
+    constant behind. None when the scripts do not name exactly one head (say, two
+    branches awaiting a merge) or cannot be read this simply: then alembic decides.
+    tests/storage/test_catalogue.py checks this against alembic's own ScriptDirectory.
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in (_MIGRATIONS / "versions").glob("*.py"):
+        if script.name.startswith((".#", "__init__")):  # files alembic skips too
+            continue
+        assignments = dict(_REVISION_LINE.findall(script.read_text(encoding="utf-8")))
+        try:
+            revision = ast.literal_eval(assignments["revision"])
+            down = ast.literal_eval(assignments.get("down_revision", "None"))
+        except (KeyError, ValueError, SyntaxError):
+            return None
+        if not isinstance(revision, str):
+            return None
+        revisions.add(revision)
+        # A merge revision names a tuple of parents; the first revision names None.
+        parents.update(down if isinstance(down, (tuple, list)) else () if down is None else (down,))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _is_at_head(connection: Connection) -> bool:
+    """Whether the catalogue already records the newest revision (one cheap query)."""
+    head = head_revision()
+    if head is None or not connection.dialect.has_table(connection, _VERSION_TABLE):
+        return False
+    applied = {row[0] for row in connection.exec_driver_sql(f"SELECT version_num FROM {_VERSION_TABLE}")}
+    return applied == {head}
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the catalogue to the newest schema (idempotent)."""
-    config = alembic_config(engine.url.render_as_string(hide_password=False))
+    """Bring the catalogue to the newest schema (idempotent).
+
+    Every CLI call opens the catalogue, and nearly always it is already current: that
+    case costs one query. Alembic (a large import that also loads every migration
+    script) is brought in only when there is something to upgrade.
+    """
     with engine.begin() as connection:
+        # On SQLite this transaction began with BEGIN IMMEDIATE, so the check and any
+        # upgrade below happen under the write lock. On PostgreSQL a current catalogue
+        # needs no lock; otherwise the lock is taken and alembic reads the revision again.
+        if _is_at_head(connection):
+            return
         if connection.dialect.name == "postgresql":
             # Processes that open a new catalogue together (serve, worker and beat starting
             # at once) would each create the tables, and all but one would fail. The lock
             # lasts until this transaction commits; SQLite's BEGIN IMMEDIATE does the same.
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+        from alembic import command
+
+        config = alembic_config(engine.url.render_as_string(hide_password=False))
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
 
-def open_catalogue(url: str) -> sessionmaker[Session]:
+def open_catalogue_engine(url: str) -> Engine:
+    """The catalogue's engine, migrated: for Core statements, or to make ORM sessions on."""
     engine = create_catalogue_engine(url)
     migrate(engine)
-    return sessionmaker(engine, expire_on_commit=False)
+    return engine
+
+
+def open_catalogue(url: str) -> sessionmaker[Session]:
+    from sqlalchemy.orm import sessionmaker
+
+    return sessionmaker(open_catalogue_engine(url), expire_on_commit=False)

@@ -1,11 +1,14 @@
-"""The catalogue migrates from empty, is idempotent to reopen, and runs SQLite in WAL with FULL sync."""
+"""The catalogue migrates from empty or from an older revision, reopens cheaply, and runs SQLite in WAL with FULL sync."""
 
+import subprocess
+import sys
 from pathlib import Path
 
+from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
-from storage.database import alembic_config, open_catalogue
+from storage.database import alembic_config, head_revision, open_catalogue
 
 
 def test_migrations_create_every_table_and_reopen_is_a_no_op(tmp_path: Path) -> None:
@@ -25,3 +28,31 @@ def test_migrations_create_every_table_and_reopen_is_a_no_op(tmp_path: Path) -> 
     again = open_catalogue(url)
     with again.kw["bind"].connect() as connection:
         assert connection.execute(text("select count(*) from alembic_version")).scalar() == 1
+
+
+def test_head_revision_read_from_the_scripts_is_alembics_head() -> None:
+    """Opening skips alembic when the catalogue is at head_revision(); it must be alembic's own head."""
+    assert head_revision() == ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def test_a_catalogue_behind_the_newest_revision_is_upgraded_on_open(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'c.sqlite3'}"
+    command.upgrade(alembic_config(url), "0001")
+    engine = open_catalogue(url).kw["bind"]
+    try:
+        assert "domain_policies" in inspect(engine).get_table_names()
+        with engine.connect() as connection:
+            assert connection.execute(text("select version_num from alembic_version")).scalar() == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_opening_a_current_catalogue_does_not_import_alembic(tmp_path: Path) -> None:
+    """Every CLI call opens the catalogue: the up-to-date case must not pay for importing alembic."""
+    url = f"sqlite:///{tmp_path / 'c.sqlite3'}"
+    open_catalogue(url).kw["bind"].dispose()
+    probe = ("import sys; from storage.database import open_catalogue; "
+             f"open_catalogue({url!r}).kw['bind'].dispose(); "
+             "print(sorted(m for m in sys.modules if m == 'alembic' or m.startswith('alembic.')))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
