@@ -189,8 +189,11 @@ def _code_version() -> str:
 
 def _clean_env(**extra: str) -> dict[str, str]:
     """The caller's environment without postvault/notmuch settings that would point elsewhere."""
+    # PYTHONDONTWRITEBYTECODE too: an installed postvault has its bytecode cached (pip
+    # compiles site-packages; the editable checkout compiles on the warm-up run), and
+    # without the cache every command-line call recompiles postvault's own modules.
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("POSTVAULT_") and k not in ("NOTMUCH_CONFIG", "MUHOME")}
+           if not k.startswith("POSTVAULT_") and k not in ("NOTMUCH_CONFIG", "MUHOME", "PYTHONDONTWRITEBYTECODE")}
     if "POSTVAULT_CACHE" in os.environ:
         env["POSTVAULT_CACHE"] = os.environ["POSTVAULT_CACHE"]
     env["TZ"] = "UTC"  # date ranges mean UTC days in every tool

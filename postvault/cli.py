@@ -107,8 +107,10 @@ def serve() -> None:
     from archiver.smtp import SmtpListener
     from postvault.background.notifier import InProcessNotifier
     from postvault.indexing import run_indexer
+    from postvault.memory import limit_malloc_arenas
     from postvault.wiring import Archive
 
+    limit_malloc_arenas()  # before the SMTP, journal, indexer and tantivy threads start
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings()
     archive = Archive(settings)
@@ -164,8 +166,10 @@ def worker(
 ) -> None:
     """Run Celery workers that index the outbox (scale-out profile: needs POSTVAULT_BROKER_URL)."""
     from postvault.background.celery_app import make_celery, run_worker
+    from postvault.memory import limit_malloc_arenas
     from postvault.wiring import Archive
 
+    limit_malloc_arenas()  # inherited by the pool's processes, which read blobs on threads
     settings = _broker_settings("worker")
     if settings.resolved_search_url().startswith("tantivy:"):
         # tantivy lets one process write an index: a second worker process (here or on
