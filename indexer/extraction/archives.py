@@ -45,7 +45,7 @@ def open_zip(data: bytes) -> zipfile.ZipFile | None:
 def declared_size_problem(archive: zipfile.ZipFile, budget_bytes: int) -> str:
     """Why an OOXML package must not be opened, or "".
 
-    python-docx reads members with zipfile, which never inflates past the size a member
+    The DOCX reader reads its parts with zipfile, which never inflates past the size a member
     declares, so checking declared sizes bounds its memory.
     """
     total = 0

@@ -182,6 +182,49 @@ def test_corrupt_docx_is_skipped(make_zip):
     assert result.defects[0].startswith("DOCX text extraction failed")
 
 
+def _rewritten(data: bytes, change) -> bytes:  # type: ignore[no-untyped-def]
+    with zipfile.ZipFile(io.BytesIO(data)) as source:
+        members = {name: source.read(name) for name in source.namelist()}
+    change(members)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as target:
+        for name, content in members.items():
+            target.writestr(name, content)
+    return buffer.getvalue()
+
+
+def test_docx_main_part_is_found_through_the_package_relationships(make_docx):
+    def move_body(members: dict[str, bytes]) -> None:
+        members["word/body-elsewhere.xml"] = members.pop("word/document.xml")
+        members["_rels/.rels"] = members["_rels/.rels"].replace(b"word/document.xml", b"/word/body-elsewhere.xml")
+
+    moved = _rewritten(make_docx(["Moved main part"]), move_body)
+    assert extract(moved, "moved.docx").text == "Moved main part"
+
+
+def test_docx_entities_are_not_expanded(make_docx):
+    def add_entities(members: dict[str, bytes]) -> None:
+        body = members["word/document.xml"]
+        declaration, rest = body.split(b"?>", 1)
+        doctype = (b'<!DOCTYPE w:document [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'
+                   b'<!ENTITY secret SYSTEM "file:///etc/hostname">]>')
+        members["word/document.xml"] = declaration + b"?>" + doctype + rest.replace(b"Harmless", b"Harmless &lol2; &secret;")
+
+    result = extract(_rewritten(make_docx(["Harmless"]), add_entities), "entities.docx")
+    # The entity references are dropped: no expansion, no file read, the real text kept.
+    assert result.text.strip() == "Harmless"
+    assert result.skipped == ""
+
+
+def test_docx_without_a_main_document_relationship_is_corrupt(make_docx):
+    def drop_relationship(members: dict[str, bytes]) -> None:
+        members["_rels/.rels"] = members["_rels/.rels"].replace(b"officeDocument\"", b"somethingElse\"")
+
+    result = extract(_rewritten(make_docx(["unreachable"]), drop_relationship), "norels.docx")
+    assert result.skipped == "corrupt"
+    assert result.defects[0] == "DOCX text extraction failed: KeyError"
+
+
 def test_xlsx_sheets_and_cells(make_xlsx):
     data = make_xlsx({"Budget": [["Item", "Cost"], ["Servers", 1200], [None, "note"]], "Other": [["x"]]})
     result = extract(data, "budget.xlsx")
