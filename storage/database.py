@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import re
+import sqlite3
+import time
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +30,32 @@ class CatalogueError(RuntimeError):
     """The catalogue database is unreachable or refused a write."""
 
 
+# How long a new connection keeps asking for WAL mode while other processes hold the
+# database (the same patience as the busy timeout every other statement gets).
+_WAL_PATIENCE_SECONDS = 60.0
+
+
+def _enter_wal_mode(cursor) -> None:  # type: ignore[no-untyped-def]
+    """``PRAGMA journal_mode=WAL``, waiting for other processes instead of failing.
+
+    Switching a new database's journal mode needs an exclusive lock, and SQLite answers
+    SQLITE_BUSY at once instead of calling the busy handler; so when two processes open a
+    brand-new catalogue together (two imports, serve beside an import) one of them got
+    "database is locked". Once the file is in WAL mode the pragma is a cheap no-op.
+    """
+    deadline = time.monotonic() + _WAL_PATIENCE_SECONDS
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.25)
+
+
 def create_catalogue_engine(url: str) -> Engine:
     """Engine for ``url``; for SQLite, WAL with synchronous=FULL so a commit survives power loss."""
     if url.startswith("sqlite"):
@@ -39,7 +67,7 @@ def create_catalogue_engine(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _tune_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _enter_wal_mode(cursor)
             # FULL: in WAL mode NORMAL may lose the last commits on power loss, which
             # would break "acknowledged means durable" (invariant 1).
             cursor.execute("PRAGMA synchronous=FULL")

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
@@ -56,3 +57,37 @@ def test_opening_a_current_catalogue_does_not_import_alembic(tmp_path: Path) -> 
              "print(sorted(m for m in sys.modules if m == 'alembic' or m.startswith('alembic.')))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_wal_switch_waits_out_a_busy_database_instead_of_failing(tmp_path) -> None:
+    """Two processes opening a brand-new catalogue together: the loser of the race to
+    switch it to WAL gets SQLITE_BUSY at once (SQLite does not call the busy handler
+    there), which used to fail the second `postvault import` with "database is locked".
+    The race itself is rare and timing-bound (tests/storage/test_concurrent_ingest.py
+    meets it now and then), so here a real connection answers "locked" three times."""
+    import sqlite3
+
+    from storage.database import _enter_wal_mode
+
+    connection = sqlite3.connect(tmp_path / "new.sqlite3")
+    real = connection.cursor()
+    refusals = []
+
+    class BusyThreeTimes:
+        def execute(self, statement: str):  # type: ignore[no-untyped-def]
+            if len(refusals) < 3:
+                refusals.append(statement)
+                raise sqlite3.OperationalError("database is locked")
+            return real.execute(statement)
+
+    _enter_wal_mode(BusyThreeTimes())
+    assert len(refusals) == 3
+    assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+    class Broken:
+        def execute(self, statement: str):  # type: ignore[no-untyped-def]
+            raise sqlite3.OperationalError("disk I/O error")
+
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        _enter_wal_mode(Broken())  # other errors are not waited out
+    connection.close()
