@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Optional
 
@@ -18,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from archiver.headers import normalise_address
 from archiver.importers import ImportSummary, import_paths
 from archiver.importers.runner import DEFAULT_BATCH_MESSAGES
+from indexer.outbox import ParseOutcome
 from postvault.memory import limit_malloc_arenas
 from postvault.settings import Settings
 from postvault.wiring import Archive
@@ -67,19 +69,23 @@ def import_command(
         # Index while importing: journaling waits on the disk, parsing on the CPU.
         background = _BackgroundIndexer(archive) if index else None
         try:
-            summary = _run_import(archive, settings, paths, custodian, batch_size)
+            try:
+                summary = _run_import(archive, settings, paths, custodian, batch_size)
+            finally:
+                if background:
+                    background.finish()
+            _print_summary(summary)
+            _print_refusals(summary, refusals_file)
+            if summary.storage_error:
+                errors.print(f"[red]Storage failed; the import stopped:[/] {summary.storage_error}", highlight=False)
+                errors.print(f"[red]{len(summary.not_archived):,} message(s) read but not archived.[/] "
+                             "Fix the storage and run the same command again: it resumes and archives nothing twice.")
+                raise typer.Exit(1)
+            if index:
+                _index(archive, background)
         finally:
             if background:
-                background.finish()
-        _print_summary(summary)
-        _print_refusals(summary, refusals_file)
-        if summary.storage_error:
-            errors.print(f"[red]Storage failed; the import stopped:[/] {summary.storage_error}", highlight=False)
-            errors.print(f"[red]{len(summary.not_archived):,} message(s) read but not archived.[/] "
-                         "Fix the storage and run the same command again: it resumes and archives nothing twice.")
-            raise typer.Exit(1)
-        if index:
-            _index(archive, background)
+                background.close()
     finally:
         archive.close()
 
@@ -187,9 +193,17 @@ class _BackgroundIndexer:
             self.errors.extend(report.errors)
             self._stop.wait(0.2)
 
+    @property
+    def parser(self) -> Callable[[Sequence[str]], list[ParseOutcome]]:
+        """Its parser: the final drain after the import reuses the pool's warm processes."""
+        return self._parser
+
     def finish(self) -> None:
+        """Stop indexing in the background (the parser stays open until ``close``)."""
         self._stop.set()
         self._thread.join()
+
+    def close(self) -> None:
         close = getattr(self._parser, "close", None)
         if close:
             close()
@@ -209,7 +223,8 @@ def _index(archive: Archive, background: _BackgroundIndexer | None = None) -> No
                   console=console, transient=False) as progress:
         task = progress.add_task("index", total=None, completed=indexed)
         try:
-            report = drain_outbox(archive, on_batch=lambda batch: progress.advance(task, batch.indexed + batch.failed))
+            report = drain_outbox(archive, parse_many=background.parser if background else None,
+                                  on_batch=lambda batch: progress.advance(task, batch.indexed + batch.failed))
         except IndexLockedError:
             console.print("Another postvault process (serve) owns the search index; it indexes these messages.")
             return
