@@ -95,6 +95,17 @@ def _lower(word: str) -> str:
 
 def split_words(text: str) -> tuple[str, ...]:
     """The words the index holds for ``text``, in order, lower-cased; long words dropped."""
+    return tuple(_lower(word) for word in words_as_written(text))
+
+
+def words_as_written(text: str) -> tuple[str, ...]:
+    """The words of ``text`` before lower-casing (long words dropped), for a query's AST.
+
+    The AST keeps words as written and each backend's compiler analyses them once, through
+    ``split_words``. Analysing twice is not harmless: "İ" lower-cases to "i" plus a
+    combining dot (U+0307), which is not a word character, so a second split would cut
+    "i̇stanbul" into "i" and "stanbul" and find nothing.
+    """
     words: list[str] = []
     start = None
     for position, char in enumerate(text):
@@ -106,7 +117,7 @@ def split_words(text: str) -> tuple[str, ...]:
             start = None
     if start is not None:
         words.append(text[start:])
-    return tuple(_lower(word) for word in words if len(word.encode("utf-8")) < MAX_TOKEN_BYTES)
+    return tuple(word for word in words if len(word.encode("utf-8")) < MAX_TOKEN_BYTES)
 
 
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")

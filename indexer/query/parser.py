@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from enum import Enum
 
-from indexer.query.analysis import split_words, without_surrogates
+from indexer.query.analysis import words_as_written, without_surrogates
 from indexer.query.ast import (
     And,
     DateRange,
@@ -323,7 +323,7 @@ class _Parser:
             raise QuerySyntaxError(f"{near.text} works on words, not on {field.value}:", near.pos)
         words = []
         for text, at in ((left, pos), (right.text, right.pos)):
-            split = split_words(text)
+            split = words_as_written(text)
             if "*" in text or len(split) != 1:
                 raise QuerySyntaxError(f"{near.text} needs a single word on each side", at)
             words.append(split[0])
@@ -341,7 +341,7 @@ class _Parser:
             return Term(field, value)
         if takes_addresses(field) and is_address(text):
             return Term(field, normalise_address(text))
-        words = split_words(text)
+        words = words_as_written(text)
         if not words:
             if field is Field.TEXT:
                 return None
@@ -362,7 +362,7 @@ def _prefix(field: Field, text: str, pos: int, star: int) -> Prefix:
         if not value:
             raise QuerySyntaxError("* needs something before it", pos)
         return Prefix(field, value)
-    words = split_words(stem)
+    words = words_as_written(stem)
     if len(words) != 1:
         raise QuerySyntaxError("* makes a prefix of one word only", pos)
     return Prefix(field, words[0])
