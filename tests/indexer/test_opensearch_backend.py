@@ -9,14 +9,13 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
-from conformance import CASES, ORDER_CASES, TODAY, Case, OrderCase, corpus, matching_ids, ordered_ids
+from backend_contract import EVERYTHING, SearchBackendContract, ids, message
+from conformance import TODAY, corpus
 from opensearchpy import OpenSearch
 
 from indexer.backends import opensearch_backend
@@ -27,39 +26,10 @@ from indexer.document import Address, IndexDocument
 from indexer.query.analysis import split_words
 from indexer.query.ast import Field, MatchAll, Near, Node, Phrase, Prefix, Term
 from indexer.query.parser import QuerySyntaxError, parse_query
-from indexer.scope import Scope, ScopeRequiredError
-from indexer.search_backend import SearchBackend, SearchBackendError, SortOrder
+from indexer.search_backend import SearchBackendError, SortOrder
 from tests.services import opensearch_url
 
-EVERYTHING = Scope.everything()
 needs_node = pytest.mark.services
-
-
-def message(id: int, subject: str = "hello", **changes: object) -> IndexDocument:
-    """A minimal document in alice@example.com's mailbox; ``changes`` override any field."""
-    document = IndexDocument(
-        id=id,
-        sha256=f"{id:064x}",
-        date=datetime(2024, 1, 1, tzinfo=timezone.utc) + timedelta(hours=id % 10_000),
-        size=1000,
-        subject=subject,
-        from_=(),
-        to=(),
-        cc=(),
-        bcc=(),
-        body="",
-        attachment_text="",
-        filenames=(),
-        has_attachment=False,
-        mailboxes=("alice@example.com",),
-        domains=("example.com",),
-    )
-    return replace(document, **changes)  # type: ignore[arg-type]
-
-
-def ids(backend: SearchBackend, query: str | Node = "", scope: Scope = EVERYTHING, **options: Any) -> list[int]:
-    node = parse_query(query, today=TODAY) if isinstance(query, str) else query
-    return [hit.id for hit in backend.search(node, scope, limit=1000, **options).hits]
 
 
 # --- a node, and backends on it under throw-away index prefixes ---
@@ -138,19 +108,8 @@ def conformance_tantivy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ta
 
 
 @needs_node
-@pytest.mark.parametrize(
-    "case", CASES, ids=[f"{c.query or '<all>'}|{sorted(c.scope.mailboxes | c.scope.domains)}" for c in CASES]
-)
-def test_conformance(conformance_backend: OpenSearchBackend, case: Case) -> None:
-    assert matching_ids(conformance_backend, case) == case.expected, case.why
-
-
-@needs_node
-@pytest.mark.parametrize(
-    "case", ORDER_CASES, ids=[f"{c.query}|{c.sort.value}|{c.offset}+{c.limit}" for c in ORDER_CASES]
-)
-def test_conformance_order(conformance_backend: OpenSearchBackend, case: OrderCase) -> None:
-    assert ordered_ids(conformance_backend, case) == case.expected
+class TestOpenSearchBackendContract(SearchBackendContract):
+    backend_module = opensearch_backend
 
 
 _SNIPPETS = (
@@ -262,35 +221,6 @@ def test_the_word_analyzer_holds_exactly_the_split_words(backend: OpenSearchBack
 
 
 @needs_node
-def test_index_upserts_by_id(backend: OpenSearchBackend) -> None:
-    backend.index([message(1, "alpha"), message(2, "alpha")])
-    backend.index([message(1, "beta")])
-    assert ids(backend, "alpha") == [2]
-    assert ids(backend, "beta") == [1]
-    assert backend.count() == 2
-
-
-@needs_node
-def test_the_last_copy_of_an_id_in_one_batch_wins(backend: OpenSearchBackend) -> None:
-    backend.index([message(1, "alpha"), message(1, "beta")])
-    assert ids(backend, "alpha") == [] and ids(backend, "beta") == [1]
-    assert backend.count() == 1
-
-
-@needs_node
-def test_delete_and_clear(backend: OpenSearchBackend) -> None:
-    backend.index([message(i) for i in range(1, 6)])
-    backend.delete([2, 4, 99])  # 99 was never indexed: not an error
-    assert sorted(ids(backend)) == [1, 3, 5]
-    assert list(backend.indexed_ids()) == [1, 3, 5]
-    backend.delete([])
-    backend.clear()
-    assert backend.count() == 0 and ids(backend) == [] and list(backend.indexed_ids()) == []
-    backend.index([message(7)])  # usable after clear
-    assert ids(backend) == [7]
-
-
-@needs_node
 def test_a_fresh_prefix_searches_empty_and_the_first_write_creates_version_1(backend: OpenSearchBackend) -> None:
     assert backend.count() == 0 and ids(backend) == [] and list(backend.indexed_ids()) == []
     backend.check()  # nothing indexed yet is not a problem
@@ -298,22 +228,6 @@ def test_a_fresh_prefix_searches_empty_and_the_first_write_creates_version_1(bac
     client = raw_client(backend)
     assert list(client.indices.get_alias(name=backend.alias)) == [f"{backend.alias}-v1"]
     client.close()
-
-
-@needs_node
-def test_indexed_ids_pages_through_every_id(backend: OpenSearchBackend, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(opensearch_backend, "_IDS_PAGE", 3)
-    wanted = [1, 2, 3, 5, 8, 13, 21, 34, 2**40]
-    backend.index([message(i) for i in reversed(wanted)])
-    assert list(backend.indexed_ids()) == wanted
-
-
-@needs_node
-def test_lone_surrogates_in_documents_and_queries_are_replaced_not_fatal(backend: OpenSearchBackend) -> None:
-    broken = b"caf\xe9 ol\xe9".decode("utf-8", "surrogateescape")
-    backend.index([message(1, subject=broken)])
-    assert ids(backend, "caf") == [1]
-    assert ids(backend, "caf\udce9") == [1]
 
 
 @needs_node
@@ -336,46 +250,6 @@ def test_dates_are_utc_and_clamped_like_tantivy(backend: OpenSearchBackend) -> N
 
 
 # --- searching ---
-
-
-@needs_node
-def test_search_without_a_scope_is_refused(backend: OpenSearchBackend) -> None:
-    backend.index([message(1)])
-    with pytest.raises(ScopeRequiredError):
-        backend.search(MatchAll(), None)  # type: ignore[arg-type]
-
-
-@needs_node
-def test_scope_hides_messages_outside_it(backend: OpenSearchBackend) -> None:
-    backend.index(
-        [
-            message(1, "secret", mailboxes=("ceo@example.com",), domains=("example.com",)),
-            message(2, "secret", mailboxes=("bob@other.org",), domains=("other.org",)),
-        ]
-    )
-    assert ids(backend, "secret", Scope.of(mailboxes=["bob@other.org"])) == [2]
-    assert ids(backend, "secret", Scope.of(domains=["example.com"])) == [1]
-    assert ids(backend, "mailbox:ceo@example.com", Scope.of(mailboxes=["bob@other.org"])) == []
-    assert ids(backend, "secret OR NOT secret", Scope.of(mailboxes=["BOB@other.org"])) == [2]
-    assert ids(backend, "secret", Scope()) == []
-    for sort in SortOrder:
-        page = backend.search(parse_query("secret"), Scope.of(mailboxes=["bob@other.org"]), sort=sort)
-        assert page.total == 1 and [h.id for h in page.hits] == [2]
-
-
-@needs_node
-def test_paging_covers_every_hit_once_with_an_exact_total(backend: OpenSearchBackend) -> None:
-    same_second = datetime(2024, 5, 5, 5, 5, 5, tzinfo=timezone.utc)
-    backend.index(
-        [message(i, "bulk", date=same_second if i % 3 else same_second + timedelta(days=i)) for i in range(1, 41)]
-    )
-    for sort in SortOrder:
-        seen: list[int] = []
-        for offset in range(0, 45, 7):
-            page = backend.search(parse_query("bulk"), EVERYTHING, sort=sort, limit=7, offset=offset)
-            assert page.total == 40 and page.offset == offset and page.limit == 7
-            seen.extend(hit.id for hit in page.hits)
-        assert sorted(seen) == list(range(1, 41)), sort
 
 
 @needs_node
@@ -412,15 +286,6 @@ def test_date_sorts_order_ties_by_id_and_relevance_sorts_by_score(backend: OpenS
     relevance = backend.search(query, EVERYTHING, sort=SortOrder.RELEVANCE).hits
     assert relevance[0].id == 2 and relevance[0].score > relevance[1].score > 0
     assert all(hit.score == 0.0 for hit in backend.search(query, EVERYTHING).hits)
-
-
-@needs_node
-def test_a_page_of_zero_still_counts(backend: OpenSearchBackend) -> None:
-    backend.index([message(i) for i in range(1, 4)])
-    page = backend.search(MatchAll(), EVERYTHING, limit=0)
-    assert page.hits == () and page.total == 3
-    with pytest.raises(ValueError):
-        backend.search(MatchAll(), EVERYTHING, offset=-1)
 
 
 # --- rebuilding behind the alias ---

@@ -7,13 +7,13 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 import tantivy
-from conformance import CASES, ORDER_CASES, TODAY, Case, OrderCase, corpus, matching_ids, ordered_ids
+from backend_contract import EVERYTHING, SearchBackendContract, ids, message
+from conformance import TODAY, corpus
 
 from indexer.backends import tantivy_backend
 from indexer.backends.tantivy_backend import TantivyBackend
@@ -21,36 +21,9 @@ from indexer.document import IndexDocument
 from indexer.query.analysis import split_words
 from indexer.query.ast import Field, MatchAll, Term
 from indexer.query.parser import QuerySyntaxError, parse_query
-from indexer.scope import Scope, ScopeRequiredError
+from indexer.scope import Scope
 from indexer.search_backend import SearchBackendError, SortOrder
 
-EVERYTHING = Scope.everything()
-
-
-def message(id: int, subject: str = "hello", **changes: object) -> IndexDocument:
-    """A minimal document in alice@example.com's mailbox; ``changes`` override any field."""
-    document = IndexDocument(
-        id=id,
-        sha256=f"{id:064x}",
-        date=datetime(2024, 1, 1, tzinfo=timezone.utc) + timedelta(hours=id % 10_000),
-        size=1000,
-        subject=subject,
-        from_=(),
-        to=(),
-        cc=(),
-        bcc=(),
-        body="",
-        attachment_text="",
-        filenames=(),
-        has_attachment=False,
-        mailboxes=("alice@example.com",),
-        domains=("example.com",),
-    )
-    return replace(document, **changes)  # type: ignore[arg-type]
-
-
-def ids(backend: TantivyBackend, query: str = "", scope: Scope = EVERYTHING) -> list[int]:
-    return [hit.id for hit in backend.search(parse_query(query), scope, limit=1000).hits]
 
 
 @pytest.fixture
@@ -73,18 +46,8 @@ def conformance_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ta
     opened.close()
 
 
-@pytest.mark.parametrize(
-    "case", CASES, ids=[f"{c.query or '<all>'}|{sorted(c.scope.mailboxes | c.scope.domains)}" for c in CASES]
-)
-def test_conformance(conformance_backend: TantivyBackend, case: Case) -> None:
-    assert matching_ids(conformance_backend, case) == case.expected, case.why
-
-
-@pytest.mark.parametrize(
-    "case", ORDER_CASES, ids=[f"{c.query}|{c.sort.value}|{c.offset}+{c.limit}" for c in ORDER_CASES]
-)
-def test_conformance_order(conformance_backend: TantivyBackend, case: OrderCase) -> None:
-    assert ordered_ids(conformance_backend, case) == case.expected
+class TestTantivyBackendContract(SearchBackendContract):
+    backend_module = tantivy_backend
 
 
 def test_no_valid_query_makes_the_engine_fail(conformance_backend: TantivyBackend) -> None:
@@ -167,37 +130,6 @@ def test_the_schema_default_tokenizer_is_the_mirrored_rule(backend: TantivyBacke
 # --- writing ---
 
 
-def test_index_upserts_by_id(backend: TantivyBackend) -> None:
-    backend.index([message(1, "alpha"), message(2, "alpha")])
-    backend.index([message(1, "beta")])
-    assert ids(backend, "alpha") == [2]
-    assert ids(backend, "beta") == [1]
-    assert backend.count() == 2
-
-
-def test_the_last_copy_of_an_id_in_one_batch_wins(backend: TantivyBackend) -> None:
-    backend.index([message(1, "alpha"), message(1, "beta")])
-    assert ids(backend, "alpha") == [] and ids(backend, "beta") == [1]
-    assert backend.count() == 1
-
-
-def test_delete_and_clear(backend: TantivyBackend) -> None:
-    backend.index([message(i) for i in range(1, 6)])
-    backend.delete([2, 4, 99])
-    assert sorted(ids(backend)) == [1, 3, 5]
-    assert list(backend.indexed_ids()) == [1, 3, 5]
-    backend.delete([])
-    backend.clear()
-    assert backend.count() == 0 and ids(backend) == []
-
-
-def test_indexed_ids_pages_through_every_id(backend: TantivyBackend, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tantivy_backend, "_IDS_PAGE", 3)
-    wanted = [1, 2, 3, 5, 8, 13, 21, 34, 2**40]
-    backend.index([message(i) for i in reversed(wanted)])
-    assert list(backend.indexed_ids()) == wanted
-
-
 def test_data_survives_close_and_reopen(tmp_path: Path) -> None:
     first = TantivyBackend(tmp_path / "index")
     first.index([message(1, "kept")])
@@ -245,41 +177,6 @@ def test_dates_are_utc_and_naive_dates_are_taken_as_utc(backend: TantivyBackend)
 # --- searching ---
 
 
-def test_search_without_a_scope_is_refused(backend: TantivyBackend) -> None:
-    backend.index([message(1)])
-    with pytest.raises(ScopeRequiredError):
-        backend.search(MatchAll(), None)  # type: ignore[arg-type]
-
-
-def test_scope_hides_messages_outside_it(backend: TantivyBackend) -> None:
-    backend.index(
-        [
-            message(1, "secret", mailboxes=("ceo@example.com",), domains=("example.com",)),
-            message(2, "secret", mailboxes=("bob@other.org",), domains=("other.org",)),
-        ]
-    )
-    assert ids(backend, "secret", Scope.of(mailboxes=["bob@other.org"])) == [2]
-    assert ids(backend, "secret", Scope.of(domains=["example.com"])) == [1]
-    assert ids(backend, "mailbox:ceo@example.com", Scope.of(mailboxes=["bob@other.org"])) == []
-    assert ids(backend, "secret", Scope()) == []
-    page = backend.search(parse_query("secret"), Scope.of(mailboxes=["bob@other.org"]))
-    assert page.total == 1
-
-
-def test_paging_covers_every_hit_once_with_an_exact_total(backend: TantivyBackend) -> None:
-    same_second = datetime(2024, 5, 5, 5, 5, 5, tzinfo=timezone.utc)
-    backend.index(
-        [message(i, "bulk", date=same_second if i % 3 else same_second + timedelta(days=i)) for i in range(1, 41)]
-    )
-    for sort in SortOrder:
-        seen: list[int] = []
-        for offset in range(0, 45, 7):
-            page = backend.search(parse_query("bulk"), EVERYTHING, sort=sort, limit=7, offset=offset)
-            assert page.total == 40 and page.offset == offset and page.limit == 7
-            seen.extend(hit.id for hit in page.hits)
-        assert sorted(seen) == list(range(1, 41)), sort
-
-
 def test_date_sorts_order_ties_by_id_and_relevance_sorts_by_score(backend: TantivyBackend) -> None:
     backend.index(
         [
@@ -294,14 +191,6 @@ def test_date_sorts_order_ties_by_id_and_relevance_sorts_by_score(backend: Tanti
     relevance = backend.search(query, EVERYTHING, sort=SortOrder.RELEVANCE).hits
     assert relevance[0].id == 2 and relevance[0].score > relevance[1].score > 0
     assert all(hit.score == 0.0 for hit in backend.search(query, EVERYTHING).hits)
-
-
-def test_a_page_of_zero_still_counts(backend: TantivyBackend) -> None:
-    backend.index([message(i) for i in range(1, 4)])
-    page = backend.search(MatchAll(), EVERYTHING, limit=0)
-    assert page.hits == () and page.total == 3
-    with pytest.raises(ValueError):
-        backend.search(MatchAll(), EVERYTHING, offset=-1)
 
 
 def test_a_hand_built_leaf_with_nothing_searchable_matches_nothing(backend: TantivyBackend) -> None:
@@ -359,13 +248,6 @@ def test_an_index_with_another_schema_is_refused_with_advice(tmp_path: Path) -> 
     tantivy.Index(builder.build(), path=str(tmp_path))
     with pytest.raises(SearchBackendError, match="different schema"):
         TantivyBackend(tmp_path)
-
-
-def test_lone_surrogates_in_documents_and_queries_are_replaced_not_fatal(backend: TantivyBackend) -> None:
-    broken = b"caf\xe9 ol\xe9".decode("utf-8", "surrogateescape")  # what a lenient MIME decode leaves
-    backend.index([message(1, subject=broken)])
-    assert ids(backend, "caf") == [1]
-    assert ids(backend, "caf\udce9") == [1]
 
 
 _SEARCH_IN_A_LOOP = textwrap.dedent(

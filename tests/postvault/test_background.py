@@ -35,6 +35,7 @@ from storage.models import IndexOutbox, Message
 from storage.timeutil import utcnow
 from tests import services
 from tests.archive_factory import make_message
+from tests.polling import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 POSTVAULT = str(Path(sys.executable).with_name("postvault"))
@@ -117,16 +118,6 @@ class ScaleOut:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(5)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str, every: float = 0.05) -> float:
-    """Seconds it took for ``condition`` to hold; fails after ``timeout``."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
-    return time.monotonic() - started
 
 
 def redis_database_url() -> str:

@@ -15,6 +15,7 @@ whatever happens (``outage`` below).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -25,7 +26,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,7 @@ from postvault.wiring import Archive
 from storage.models import Envelope as EnvelopeRow
 from storage.models import IndexOutbox, Message
 from storage.s3 import S3BlobStore
-from tests import services
+from tests import polling, services
 from tests.archive_factory import make_message
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,14 +104,8 @@ def require_local(url_host: str | None, url_port: int | None, port_variable: str
         pytest.skip(f"the outage test stops {service} with scripts/services; the test {service} is another one")
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str, every: float = 0.1) -> float:
-    """Seconds it took for ``condition`` to hold; fails after ``timeout``."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
-    return time.monotonic() - started
+# Outages are slower to show: poll the services half as often as the other tests do.
+wait_until = functools.partial(polling.wait_until, every=0.1)
 
 
 # --------------------------------------------------------------------------------------

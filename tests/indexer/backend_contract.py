@@ -1,0 +1,144 @@
+"""What every SearchBackend must do, written once and run on each engine.
+
+A test module subclasses ``SearchBackendContract`` and provides two fixtures: ``backend``
+(an empty backend for one test) and ``conformance_backend`` (one holding
+``conformance.corpus()``), and names the module whose ``_IDS_PAGE`` pages ``indexed_ids``.
+Marks go on the subclass (the OpenSearch one needs the services), never on this class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from types import ModuleType
+from typing import Any, ClassVar
+
+import pytest
+from conformance import CASES, ORDER_CASES, TODAY, Case, OrderCase, matching_ids, ordered_ids
+
+from indexer.document import IndexDocument
+from indexer.query.ast import MatchAll, Node
+from indexer.query.parser import parse_query
+from indexer.scope import Scope, ScopeRequiredError
+from indexer.search_backend import SearchBackend, SortOrder
+
+EVERYTHING = Scope.everything()
+
+
+def message(id: int, subject: str = "hello", **changes: object) -> IndexDocument:
+    """A minimal document in alice@example.com's mailbox; ``changes`` override any field."""
+    document = IndexDocument(
+        id=id,
+        sha256=f"{id:064x}",
+        date=datetime(2024, 1, 1, tzinfo=timezone.utc) + timedelta(hours=id % 10_000),
+        size=1000,
+        subject=subject,
+        from_=(),
+        to=(),
+        cc=(),
+        bcc=(),
+        body="",
+        attachment_text="",
+        filenames=(),
+        has_attachment=False,
+        mailboxes=("alice@example.com",),
+        domains=("example.com",),
+    )
+    return replace(document, **changes)  # type: ignore[arg-type]
+
+
+def ids(backend: SearchBackend, query: str | Node = "", scope: Scope = EVERYTHING, **options: Any) -> list[int]:
+    node = parse_query(query, today=TODAY) if isinstance(query, str) else query
+    return [hit.id for hit in backend.search(node, scope, limit=1000, **options).hits]
+
+
+class SearchBackendContract:
+    backend_module: ClassVar[ModuleType]  # the adapter module whose _IDS_PAGE sizes indexed_ids' pages
+
+    @pytest.mark.parametrize(
+        "case", CASES, ids=[f"{c.query or '<all>'}|{sorted(c.scope.mailboxes | c.scope.domains)}" for c in CASES]
+    )
+    def test_conformance(self, conformance_backend: SearchBackend, case: Case) -> None:
+        assert matching_ids(conformance_backend, case) == case.expected, case.why
+
+    @pytest.mark.parametrize(
+        "case", ORDER_CASES, ids=[f"{c.query}|{c.sort.value}|{c.offset}+{c.limit}" for c in ORDER_CASES]
+    )
+    def test_conformance_order(self, conformance_backend: SearchBackend, case: OrderCase) -> None:
+        assert ordered_ids(conformance_backend, case) == case.expected
+
+    def test_index_upserts_by_id(self, backend: SearchBackend) -> None:
+        backend.index([message(1, "alpha"), message(2, "alpha")])
+        backend.index([message(1, "beta")])
+        assert ids(backend, "alpha") == [2]
+        assert ids(backend, "beta") == [1]
+        assert backend.count() == 2
+
+    def test_the_last_copy_of_an_id_in_one_batch_wins(self, backend: SearchBackend) -> None:
+        backend.index([message(1, "alpha"), message(1, "beta")])
+        assert ids(backend, "alpha") == [] and ids(backend, "beta") == [1]
+        assert backend.count() == 1
+
+    def test_delete_and_clear(self, backend: SearchBackend) -> None:
+        backend.index([message(i) for i in range(1, 6)])
+        backend.delete([2, 4, 99])  # 99 was never indexed: not an error
+        assert sorted(ids(backend)) == [1, 3, 5]
+        assert list(backend.indexed_ids()) == [1, 3, 5]
+        backend.delete([])
+        backend.clear()
+        assert backend.count() == 0 and ids(backend) == [] and list(backend.indexed_ids()) == []
+        backend.index([message(7)])  # usable after clear
+        assert ids(backend) == [7]
+
+    def test_indexed_ids_pages_through_every_id(self, backend: SearchBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(self.backend_module, "_IDS_PAGE", 3)
+        wanted = [1, 2, 3, 5, 8, 13, 21, 34, 2**40]
+        backend.index([message(i) for i in reversed(wanted)])
+        assert list(backend.indexed_ids()) == wanted
+
+    def test_lone_surrogates_in_documents_and_queries_are_replaced_not_fatal(self, backend: SearchBackend) -> None:
+        broken = b"caf\xe9 ol\xe9".decode("utf-8", "surrogateescape")  # what a lenient MIME decode leaves
+        backend.index([message(1, subject=broken)])
+        assert ids(backend, "caf") == [1]
+        assert ids(backend, "caf\udce9") == [1]
+
+    def test_search_without_a_scope_is_refused(self, backend: SearchBackend) -> None:
+        backend.index([message(1)])
+        with pytest.raises(ScopeRequiredError):
+            backend.search(MatchAll(), None)  # type: ignore[arg-type]
+
+    def test_scope_hides_messages_outside_it(self, backend: SearchBackend) -> None:
+        backend.index(
+            [
+                message(1, "secret", mailboxes=("ceo@example.com",), domains=("example.com",)),
+                message(2, "secret", mailboxes=("bob@other.org",), domains=("other.org",)),
+            ]
+        )
+        assert ids(backend, "secret", Scope.of(mailboxes=["bob@other.org"])) == [2]
+        assert ids(backend, "secret", Scope.of(domains=["example.com"])) == [1]
+        assert ids(backend, "mailbox:ceo@example.com", Scope.of(mailboxes=["bob@other.org"])) == []
+        assert ids(backend, "secret OR NOT secret", Scope.of(mailboxes=["BOB@other.org"])) == [2]
+        assert ids(backend, "secret", Scope()) == []
+        for sort in SortOrder:
+            page = backend.search(parse_query("secret"), Scope.of(mailboxes=["bob@other.org"]), sort=sort)
+            assert page.total == 1 and [h.id for h in page.hits] == [2]
+
+    def test_paging_covers_every_hit_once_with_an_exact_total(self, backend: SearchBackend) -> None:
+        same_second = datetime(2024, 5, 5, 5, 5, 5, tzinfo=timezone.utc)
+        backend.index(
+            [message(i, "bulk", date=same_second if i % 3 else same_second + timedelta(days=i)) for i in range(1, 41)]
+        )
+        for sort in SortOrder:
+            seen: list[int] = []
+            for offset in range(0, 45, 7):
+                page = backend.search(parse_query("bulk"), EVERYTHING, sort=sort, limit=7, offset=offset)
+                assert page.total == 40 and page.offset == offset and page.limit == 7
+                seen.extend(hit.id for hit in page.hits)
+            assert sorted(seen) == list(range(1, 41)), sort
+
+    def test_a_page_of_zero_still_counts(self, backend: SearchBackend) -> None:
+        backend.index([message(i) for i in range(1, 4)])
+        page = backend.search(MatchAll(), EVERYTHING, limit=0)
+        assert page.hits == () and page.total == 3
+        with pytest.raises(ValueError):
+            backend.search(MatchAll(), EVERYTHING, offset=-1)
