@@ -88,14 +88,14 @@ def _match(match: Match, schema: tantivy.Schema) -> tantivy.Query:
             )
         )
     if isinstance(match, StartsWith):
-        return _Q.regex_query(schema, match.field, _escape_regex(match.prefix) + ".*")
+        # A Levenshtein automaton of distance 0 in prefix mode accepts exactly the terms that
+        # start with the prefix. tantivy builds it from a per-process table in microseconds,
+        # where `regex_query("prefix.*")` compiles a Unicode DFA for every field of every
+        # query (0.22 ms each: 2 ms for a free-text prefix over eight fields). It is
+        # constant-scored like the regex, and unlike `phrase_prefix_query` it has no
+        # expansion limit (that one stops after 50 terms).
+        return _Q.fuzzy_term_query(schema, match.field, match.prefix, distance=0, transposition_cost_one=False, prefix=True)
     raise TypeError(f"not a match: {match!r}")
-
-
-def _escape_regex(text: str) -> str:
-    # \x{..} escapes every non-alphanumeric character, which tantivy's regex syntax accepts
-    # whatever the character, so no list of metacharacters has to be kept in step with it.
-    return "".join(char if char.isalnum() else f"\\x{{{ord(char):X}}}" for char in text)
 
 
 def _any(queries: tuple[tantivy.Query, ...]) -> tantivy.Query:

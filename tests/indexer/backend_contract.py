@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import pytest
 from conformance import CASES, ORDER_CASES, TODAY, Case, OrderCase, matching_ids, ordered_ids
 
-from indexer.document import IndexDocument
+from indexer.document import Address, IndexDocument
 from indexer.query.ast import MatchAll, Node
 from indexer.query.parser import parse_query
 from indexer.scope import Scope, ScopeRequiredError
@@ -101,6 +101,22 @@ class SearchBackendContract:
         backend.index([message(1, subject=broken)])
         assert ids(backend, "caf") == [1]
         assert ids(backend, "caf\udce9") == [1]
+
+    def test_a_prefix_matches_every_word_it_starts_however_many(self, backend: SearchBackend) -> None:
+        # 120 distinct words under one prefix: an engine query that stops expanding after
+        # some number of terms (tantivy's phrase-prefix stops at 50) would lose documents.
+        backend.index([message(i, f"budget{i:03d} review") for i in range(1, 121)] + [message(500, "bud review")])
+        assert sorted(ids(backend, "budg*")) == list(range(1, 121))
+        assert sorted(ids(backend, "subject:bud*")) == [*range(1, 121), 500]
+        assert ids(backend, "budget119*") == [119]
+
+    def test_a_prefix_is_literal_text_never_a_pattern(self, backend: SearchBackend) -> None:
+        # Characters that mean something in regular expressions are matched as themselves.
+        people = {1: "a.b+c@example.com", 2: "axb+c@example.com", 3: "a.bbc@example.com"}
+        backend.index([message(i, "x", from_=(Address(name="", address=a),)) for i, a in people.items()])
+        assert ids(backend, "from:a.b+c@ex*") == [1]
+        assert ids(backend, "from:a.bbc@*") == [3]
+        assert ids(backend, "from:axb+c@example.com*") == [2]
 
     def test_search_without_a_scope_is_refused(self, backend: SearchBackend) -> None:
         backend.index([message(1)])
