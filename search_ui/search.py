@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row, bindparam, select
 
 from indexer.query.parser import parse_query
 from indexer.scope import Scope
@@ -20,6 +20,9 @@ from storage.timeutil import as_utc
 # per call from the command line, and the ORM's import and set-up would be a good part of it.
 _SUMMARY_COLUMNS = (messages.c.id, messages.c.sha256, messages.c.date_header, messages.c.first_received_at,
                     messages.c.from_header, messages.c.to_header, messages.c.subject, messages.c.size)
+# Built once (an expanding IN takes the page's ids at execution): building it per search cost
+# more than running it.
+_SUMMARIES = select(*_SUMMARY_COLUMNS).where(messages.c.id.in_(bindparam("ids", expanding=True)))
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ def summaries_for(archive, ids: list[int], scores: dict[int, float]) -> list[Mes
     if not ids:
         return []
     with archive.catalogue.connect() as connection:
-        rows = {row.id: row for row in connection.execute(select(*_SUMMARY_COLUMNS).where(messages.c.id.in_(ids)))}
+        rows = {row.id: row for row in connection.execute(_SUMMARIES, {"ids": ids})}
     return [
         _summary(row, score=scores.get(row.id, 0.0))
         for row in (rows.get(i) for i in ids)
