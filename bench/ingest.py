@@ -359,9 +359,13 @@ def du(path: Path) -> int:
 # Ingest
 
 
+# POSTVAULT_* settings given with --postvault-setting, for the import and the searches alike.
+POSTVAULT_SETTINGS: dict[str, str] = {}
+
+
 def ingest_postvault(tools: dict, maildir: Path, work: Path, expected: int, timeout: float) -> dict:
     data = work / "postvault-data"
-    env = _clean_env(POSTVAULT_DATA_DIR=str(data))
+    env = _clean_env(POSTVAULT_DATA_DIR=str(data), **POSTVAULT_SETTINGS)
     exe = tools["postvault"]
     refusals = work / "postvault-refusals.jsonl"
     argv = [exe, "import", str(maildir), "--refusals-file", str(refusals)]
@@ -423,7 +427,8 @@ def ingest_postvault(tools: dict, maildir: Path, work: Path, expected: int, time
     out["data_dir_bytes"] = du(data)
     out["index_bytes"] = du(data / "index") if (data / "index").exists() else None
     out["data_dir"] = str(data)
-    out["env"] = {"POSTVAULT_DATA_DIR": str(data)}
+    out["env"] = {"POSTVAULT_DATA_DIR": str(data), **POSTVAULT_SETTINGS}
+    out["settings"] = dict(POSTVAULT_SETTINGS)
     return out
 
 
@@ -818,6 +823,7 @@ def render_markdown(results: dict) -> str:
                                  f"{round(r['import_command_seconds'] - r['archive_phase_seconds'], 1)} s")
                 notes.append(f"archived {r.get('archived')}, duplicates {r.get('duplicates')}, refused {r.get('refused')}, "
                              f"indexed {(r.get('status') or {}).get('indexed')}")
+                notes += [f"{key}={value}" for key, value in (r.get("settings") or {}).items()]
             if tool == "mu":
                 notes.append(f"init {r.get('init_seconds')} s + index {r.get('index_seconds')} s; {r.get('messages')} in store")
             if tool == "notmuch":
@@ -915,7 +921,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=None, help="results file stem (default <date>-<profile>)")
     parser.add_argument("--render", type=Path, default=None, metavar="RESULTS.json",
                         help="only re-render the tables (and the .md beside it) from a results file")
+    parser.add_argument("--postvault-setting", action="append", default=[], metavar="POSTVAULT_KEY=VALUE",
+                        help="a postvault setting for its import and searches, e.g. POSTVAULT_EXTRACTION_MEMO_BYTES=0 (repeatable)")
     args = parser.parse_args(argv)
+    for setting in args.postvault_setting:
+        key, _, value = setting.partition("=")
+        if not key.startswith("POSTVAULT_") or not _:
+            parser.error(f"--postvault-setting wants POSTVAULT_KEY=VALUE, not {setting!r}")
+        POSTVAULT_SETTINGS[key] = value
     if args.render:
         results = json.loads(args.render.read_text())
         results["targets"] = evaluate(results)

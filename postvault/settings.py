@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     max_nesting_depth: int = Field(default=8, description="Deepest nested message/rfc822 or zip that is opened.")
     max_mime_parts: int = Field(default=10_000, description="MIME parts examined per message; the rest are counted as a defect.")
     max_defects: int = Field(default=100, description="Distinct parse defects recorded per message.")
+    extraction_memo_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        description="Memory per indexing process for the text of recent PDF, DOCX and XLSX attachments, "
+        "so a file that arrives again (forwarded, sent to many) is read once; 0 turns it off.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -10,6 +10,7 @@ from indexer.extraction.extracted import Extracted, truncate
 from indexer.extraction.html import decode_html, html_to_text
 from indexer.extraction.kinds import Kind, kind_of
 from indexer.extraction.limits import ExtractionLimits
+from indexer.extraction.memo import shared_memo
 from indexer.extraction.office import docx_text, xlsx_text
 from indexer.extraction.pdf import pdf_text
 
@@ -37,12 +38,9 @@ def extract_attachment(
     kind = kind_of(content_type.lower(), filename, data[:1024])
     if kind is Kind.ZIP:
         kind = _ooxml_kind(data)
-    if kind is Kind.PDF:
-        return pdf_text(data, limits.max_extracted_chars)
-    if kind is Kind.DOCX:
-        return docx_text(data, limits)
-    if kind is Kind.XLSX:
-        return xlsx_text(data, limits)
+    if kind in _DOCUMENT_READERS:
+        read = _DOCUMENT_READERS[kind]
+        return shared_memo(limits.extraction_memo_bytes).extracted(kind, data, limits, lambda: read(data, limits))
     if kind is Kind.ZIP:
         budget = budget if budget is not None else ByteBudget(limits.archive_budget_bytes)
 
@@ -69,6 +67,14 @@ def extract_attachment(
             return Extracted(skipped="unsupported type")
         return read_message(data, depth)
     return Extracted(skipped="unsupported type")
+
+
+# Kinds whose text depends on their bytes and the limits alone, so it can be remembered.
+_DOCUMENT_READERS: dict[Kind, Callable[[bytes, ExtractionLimits], Extracted]] = {
+    Kind.PDF: lambda data, limits: pdf_text(data, limits.max_extracted_chars),
+    Kind.DOCX: docx_text,
+    Kind.XLSX: xlsx_text,
+}
 
 
 def _ooxml_kind(data: bytes) -> Kind:

@@ -23,6 +23,8 @@ class ExtractionLimits:
     max_mime_parts: int = 10_000
     # Distinct defects kept per message; a broken message can produce one per part.
     max_defects: int = 100
+    # Texts of PDF/DOCX/XLSX attachments remembered by their bytes, per indexing process.
+    extraction_memo_bytes: int = 32 * 1024 * 1024
 
     @classmethod
     def from_settings(cls, settings: Any) -> ExtractionLimits:
@@ -35,6 +37,7 @@ class ExtractionLimits:
             max_nesting_depth=settings.max_nesting_depth,
             max_mime_parts=settings.max_mime_parts,
             max_defects=settings.max_defects,
+            extraction_memo_bytes=settings.extraction_memo_bytes,
         )
 
     @property
