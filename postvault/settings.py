@@ -48,7 +48,10 @@ class Settings(BaseSettings):
         default=50 * 1024 * 1024,
         description="Messages larger than this are refused with 552 (RFC 5321 section 4.5.3.1.10).",
     )
-    index_batch_size: int = Field(default=500, description="Outbox entries indexed per batch.")
+    # Each batch is one search-engine commit: for tantivy a new segment, and merges later.
+    # 1000 rather than 500 cut a 10k import's CPU by about 6 % (measured: 25.5-26.7 against
+    # 27.9 CPU-s) for about 30 MB more memory while a batch is in flight.
+    index_batch_size: int = Field(default=1000, description="Outbox entries indexed per batch.")
     index_poll_seconds: float = Field(default=0.5, description="How often an idle in-process indexer looks at the outbox.")
     index_workers: int = Field(
         default=0,

@@ -29,7 +29,8 @@ _EPOCH = tantivy.MIN_DATETIME
 
 _IDS_PAGE = 10_000
 _RELOAD_ATTEMPTS = 4
-# A batch of 500 messages fills a few tens of MB; more heap only raises peak memory.
+# A batch of 1000 ordinary messages fills a few tens of MB (a batch that fills the heap is
+# cut into two segments, no more); more heap only raises peak memory.
 DEFAULT_WRITER_HEAP = 64 * 1024 * 1024
 # One indexing thread: a batch of a few hundred messages is committed at once, and every
 # writer thread cuts its own segment per commit, so more threads mean more files to fsync
