@@ -355,9 +355,9 @@ def verify(orphans: bool = typer.Option(True, "--orphans/--no-orphans", help="Al
     try:
         with Progress(TextColumn("Verifying"), BarColumn(), MofNCompleteColumn(), console=_out()) as progress:
             task = progress.add_task("verify", total=None)
-            report = verify_archive(archive.sessions, archive.blobs, archive.search,
+            report = verify_archive(archive.read_sessions, archive.blobs, archive.search,
                                     on_progress=lambda n: progress.update(task, completed=n), check_orphans=orphans)
-        chain_breaks = list(verify_chain(archive.sessions))
+        chain_breaks = list(verify_chain(archive.read_sessions))
     except (SearchBackendError, BlobStoreError) as error:
         _err().print(f"[red]Cannot verify: an engine is unavailable:[/] {error}")
         raise typer.Exit(2) from None
@@ -397,12 +397,12 @@ def status(as_json: bool = typer.Option(False, "--json")) -> None:
 
     archive = _archive()
     try:
-        with archive.sessions() as session:
+        with archive.read_sessions() as session:
             messages = session.scalar(select(func.count()).select_from(Message)) or 0
             total_bytes = session.scalar(select(func.coalesce(func.sum(Message.size), 0))) or 0
             failing = session.scalar(select(func.count()).select_from(IndexOutbox).where(IndexOutbox.last_error != "")) or 0
             last_error = session.scalar(select(IndexOutbox.last_error).where(IndexOutbox.last_error != "").limit(1)) or ""
-        waiting, oldest = backlog(archive.sessions)
+        waiting, oldest = backlog(archive.read_sessions)
         try:
             indexed: object = archive.search.count()
         except Exception as error:  # a down engine is a status, not a crash

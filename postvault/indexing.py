@@ -210,7 +210,7 @@ def drain_outbox(
     total = DrainReport(batches=0)
     own_parser = parse_many is None
     if parse_many is None:
-        parse_many = parser_for(archive, expected=backlog(archive.sessions)[0])
+        parse_many = parser_for(archive, expected=backlog(archive.read_sessions)[0])
     # With a pool, the next batch is parsed in other processes while this one is indexed.
     start = getattr(parse_many, "start", None) or _parse_now(parse_many)
     sessions, size = archive.sessions, archive.settings.index_batch_size

@@ -65,6 +65,20 @@ class Archive:
         return open_catalogue_engine(self.settings.resolved_database_url())
 
     @cached_property
+    def reader(self) -> Engine:
+        """``catalogue`` for read-only work: never waits for the write lock (SQLite)."""
+        from storage.database import read_only
+
+        return read_only(self.catalogue)
+
+    @cached_property
+    def read_sessions(self) -> "sessionmaker[Session]":
+        """ORM sessions on ``reader``: for queries that write nothing."""
+        from sqlalchemy.orm import sessionmaker
+
+        return sessionmaker(self.reader, expire_on_commit=False)
+
+    @cached_property
     def sessions(self) -> "sessionmaker[Session]":
         """ORM sessions on ``catalogue``."""
         from sqlalchemy.orm import sessionmaker

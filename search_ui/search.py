@@ -88,7 +88,7 @@ def search_archive(
 def summaries_for(archive, ids: list[int], scores: dict[int, float]) -> list[MessageSummary]:  # type: ignore[no-untyped-def]
     if not ids:
         return []
-    with archive.catalogue.connect() as connection:
+    with archive.reader.connect() as connection:
         rows = {row.id: row for row in connection.execute(_SUMMARIES, {"ids": ids})}
     return [
         _summary(row, score=scores.get(row.id, 0.0))

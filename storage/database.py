@@ -56,6 +56,23 @@ def _enter_wal_mode(cursor) -> None:  # type: ignore[no-untyped-def]
         pause = min(pause * 2, 0.25)
 
 
+# Execution option marking an engine's transactions as reads (see ``read_only``).
+READ_ONLY = "postvault_read_only"
+
+
+def read_only(engine: Engine) -> Engine:
+    """``engine`` for transactions that only read.
+
+    On SQLite every other transaction begins IMMEDIATE, taking the write lock at once, so
+    that two writers queue instead of deadlocking. A read needs no lock: these begin
+    DEFERRED and read a WAL snapshot, so a search, ``status`` or ``verify`` neither waits
+    behind an import's open batch nor holds up the SMTP listener's commits. A write made
+    through this engine anyway would upgrade its lock and may fail with "database is
+    locked" under contention: write through ``engine``. PostgreSQL is unaffected.
+    """
+    return engine.execution_options(**{READ_ONLY: True})
+
+
 def create_catalogue_engine(url: str) -> Engine:
     """Engine for ``url``; for SQLite, WAL with synchronous=FULL so a commit survives power loss."""
     if url.startswith("sqlite"):
@@ -76,7 +93,11 @@ def create_catalogue_engine(url: str) -> Engine:
             cursor.close()
 
         @event.listens_for(engine, "begin")
-        def _begin_immediate(connection) -> None:  # type: ignore[no-untyped-def]
+        def _begin(connection) -> None:  # type: ignore[no-untyped-def]
+            if connection.get_execution_options().get(READ_ONLY):
+                # A reader's snapshot: in WAL mode it neither waits for nor blocks a writer.
+                connection.exec_driver_sql("BEGIN")
+                return
             # Take the write lock up front: two writers in deferred mode deadlock
             # on lock upgrade instead of waiting for each other.
             connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -139,10 +160,16 @@ def migrate(engine: Engine) -> None:
     case costs one query. Alembic (a large import that also loads every migration
     script) is brought in only when there is something to upgrade.
     """
+    # First as a reader: a current catalogue (nearly always) is then opened without
+    # waiting for the write lock, which an import or the SMTP listener may hold.
+    with read_only(engine).connect() as connection:
+        if _is_at_head(connection):
+            return
     with engine.begin() as connection:
-        # On SQLite this transaction began with BEGIN IMMEDIATE, so the check and any
-        # upgrade below happen under the write lock. On PostgreSQL a current catalogue
-        # needs no lock; otherwise the lock is taken and alembic reads the revision again.
+        # On SQLite this transaction began with BEGIN IMMEDIATE, so the second check and
+        # any upgrade below happen under the write lock (another process may have
+        # upgraded meanwhile). On PostgreSQL the lock is taken below and alembic reads
+        # the revision again.
         if _is_at_head(connection):
             return
         if connection.dialect.name == "postgresql":

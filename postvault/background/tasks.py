@@ -83,7 +83,7 @@ def sweep_outbox(self: Task) -> int:
     app: PostvaultCelery = self.app
     queued = queue_for_backlog(app, max_tasks=SWEEP_MAX_TASKS)
     if queued:
-        waiting, oldest = backlog(app.archive.sessions)
+        waiting, oldest = backlog(app.archive.read_sessions)
         age = utc_age(oldest)
         log.info("outbox sweep: %d message(s) waiting, the oldest for %.0f s; queued %d index_batch task(s)",
                  waiting, age.total_seconds() if age else 0, queued)
@@ -109,7 +109,7 @@ def queue_for_backlog(app: PostvaultCelery, *, max_tasks: int) -> int:
     Counting what already waits in the queue makes this idempotent: a second sweep right
     after the first queues nothing, and a stopped worker does not come back to a pile.
     """
-    batches = -(-leasable(app.archive.sessions) // app.settings.index_batch_size)
+    batches = -(-leasable(app.archive.read_sessions) // app.settings.index_batch_size)
     missing = min(batches, max_tasks) - queued_tasks(app)
     for _ in range(max(0, missing)):
         app.send_task(INDEX_BATCH)

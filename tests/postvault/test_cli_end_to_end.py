@@ -127,3 +127,29 @@ def test_every_search_and_view_is_audited(imported) -> None:
     assert actions[-2:] == ["search", "download"]
     assert list(verify_chain(archive.sessions)) == []
     archive.close()
+
+
+def test_status_and_verify_answer_while_a_writer_holds_the_catalogue(imported, data_dir: Path) -> None:
+    """An import or the SMTP listener mid-transaction holds SQLite's write lock; `status`
+    and `verify` only read, so they must answer at once rather than queue behind it."""
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+
+    holder = sqlite3.connect(data_dir / "catalogue.sqlite3", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("UPDATE messages SET size = size WHERE id = (SELECT min(id) FROM messages)")
+    def postvault(*command: str) -> subprocess.CompletedProcess[str]:
+        # Before, both waited the catalogue's 60 s busy timeout and then failed "locked".
+        done = subprocess.run([sys.executable, "-m", "postvault.cli", *command], env=dict(os.environ),
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    try:
+        assert json.loads(postvault("status", "--json").stdout)["messages"] == 3
+        postvault("verify")  # exit status 0: nothing missing, corrupt or unindexed
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,47 @@ def test_wal_switch_waits_out_a_busy_database_instead_of_failing(tmp_path) -> No
     with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
         _enter_wal_mode(Broken())  # other errors are not waited out
     connection.close()
+
+
+def _finishes_within(seconds: float, work) -> bool:  # type: ignore[no-untyped-def]
+    import threading
+
+    done = threading.Event()
+
+    def run() -> None:
+        work()
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return done.wait(seconds)
+
+
+def test_reads_neither_wait_for_nor_block_a_writer_holding_the_lock(tmp_path: Path) -> None:
+    """An import batch holds SQLite's write lock for its whole transaction; a search's
+    catalogue join, `status` and `verify` read through ``read_only`` and go straight on
+    (before, every transaction began IMMEDIATE and queued behind the writer)."""
+    from storage.database import open_catalogue_engine, read_only
+    from storage.tables import audit_events
+
+    engine = open_catalogue_engine(f"sqlite:///{tmp_path / 'catalogue.sqlite3'}")
+    reader = read_only(engine)
+    counts: list[int] = []
+    try:
+        with engine.begin() as writer:  # BEGIN IMMEDIATE: holds the write lock until the block ends
+            writer.execute(audit_events.insert().values(at=datetime.now(timezone.utc), actor="importer", action="import",
+                                                        detail={}, previous_hash="0" * 64, hash="1" * 64))
+
+            def read() -> None:
+                with reader.connect() as connection:
+                    counts.append(connection.execute(text("SELECT count(*) FROM audit_events")).scalar_one())
+
+            assert _finishes_within(5, read), "a read waited for the writer's lock"
+            assert counts == [0]  # its snapshot: the open transaction's row is not visible yet
+
+            # And while that reader's snapshot is open, the writer commits (below) unhindered.
+            with reader.connect() as connection:
+                connection.execute(text("SELECT count(*) FROM audit_events")).scalar_one()
+        with reader.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM audit_events")).scalar_one() == 1
+    finally:
+        engine.dispose()
