@@ -343,6 +343,35 @@ def test_storage_failure_stops_the_import_reports_it_and_a_rerun_completes(archi
     assert (done.archived, done.storage_error) == (10, "")
 
 
+def test_a_catalogue_failure_mid_import_accounts_for_every_message_once(archive, tmp_path) -> None:
+    """The next batch is read (and may be journaled) while one commits: when a commit
+    fails, the batches behind it are reported not archived (any blobs they left are
+    unacknowledged orphans), nothing is counted twice, and a re-run archives exactly
+    what is missing."""
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    for index in range(20):
+        (folder / f"{index:02}.eml").write_bytes(make_message(subject=f"s{index}"))
+    with archive.catalogue.begin() as connection:  # a real SQLite failure, from the ninth row on
+        connection.exec_driver_sql(
+            "CREATE TRIGGER disk_full AFTER INSERT ON messages WHEN (SELECT count(*) FROM messages) > 8 "
+            "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
+    failed = run(archive, folder, batch_messages=4)
+    assert "disk is full" in failed.storage_error
+    assert failed.archived == 8 and failed.duplicate == 0 and count(archive, Message) == 8
+    assert len(failed.not_archived) == len(set(failed.not_archived)) >= 4
+    assert failed.archived + len(failed.not_archived) <= 20  # the rest was never read
+    stored = set(archived(archive).values())
+    assert not any(Path(location).read_bytes() in stored for location in failed.not_archived)
+
+    with archive.catalogue.begin() as connection:
+        connection.exec_driver_sql("DROP TRIGGER disk_full")
+    done = run(archive, folder, batch_messages=4)
+    assert (done.archived, done.duplicate, done.storage_error) == (12, 8, "")
+    assert sorted(archived(archive).values()) == sorted((folder / f"{i:02}.eml").read_bytes() for i in range(20))
+
+
 def _write_big_mbox(path: Path, messages: int) -> list[tuple[int, bytes]]:
     entries = []
     with path.open("wb") as handle:
