@@ -102,6 +102,38 @@ class SearchBackendContract:
         assert ids(backend, "caf") == [1]
         assert ids(backend, "caf\udce9") == [1]
 
+    def test_dates_are_utc_naive_ones_are_taken_as_utc_and_extreme_ones_are_clamped(self, backend: SearchBackend) -> None:
+        plus_two = timezone(timedelta(hours=2))
+        backend.index(
+            [
+                message(1, date=datetime(2024, 1, 1, 1, 0, tzinfo=plus_two)),  # 2023-12-31 23:00 UTC
+                message(2, date=datetime(2024, 1, 1, 1, 0)),
+                message(3, date=datetime(1500, 1, 1, tzinfo=timezone.utc)),  # outside tantivy's span (1677-2262): clamped
+            ]
+        )
+        hits = {hit.id: hit.date for hit in backend.search(MatchAll(), EVERYTHING).hits}
+        assert hits[1] == datetime(2023, 12, 31, 23, 0, tzinfo=timezone.utc)
+        assert hits[2] == datetime(2024, 1, 1, 1, 0, tzinfo=timezone.utc)
+        assert ids(backend, "on:2023-12-31") == [1]
+        assert ids(backend, "before:1700") == [3]
+        assert ids(backend, "before:1000") == [] and sorted(ids(backend, "after:1000")) == [1, 2, 3]
+        assert ids(backend, "after:3000") == []
+
+    def test_date_sorts_order_ties_by_id_and_relevance_sorts_by_score(self, backend: SearchBackend) -> None:
+        backend.index(
+            [
+                message(1, "budget", date=datetime(2024, 1, 2, tzinfo=timezone.utc)),
+                message(2, "budget budget budget", date=datetime(2024, 1, 1, tzinfo=timezone.utc)),
+                message(3, "budget", date=datetime(2024, 1, 2, 0, 0, 0, 500_000, tzinfo=timezone.utc)),  # same second
+            ]
+        )
+        query = parse_query("budget")
+        assert [h.id for h in backend.search(query, EVERYTHING, sort=SortOrder.DATE_DESC).hits] == [3, 1, 2]
+        assert [h.id for h in backend.search(query, EVERYTHING, sort=SortOrder.DATE_ASC).hits] == [2, 1, 3]
+        relevance = backend.search(query, EVERYTHING, sort=SortOrder.RELEVANCE).hits
+        assert relevance[0].id == 2 and relevance[0].score > relevance[1].score > 0
+        assert all(hit.score == 0.0 for hit in backend.search(query, EVERYTHING).hits)
+
     def test_a_prefix_matches_every_word_it_starts_however_many(self, backend: SearchBackend) -> None:
         # 120 distinct words under one prefix: an engine query that stops expanding after
         # some number of terms (tantivy's phrase-prefix stops at 50) would lose documents.

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -17,11 +16,9 @@ from conformance import TODAY, corpus
 
 from indexer.backends import tantivy_backend
 from indexer.backends.tantivy_backend import TantivyBackend
-from indexer.document import IndexDocument
 from indexer.query.analysis import split_words
 from indexer.query.ast import Field, MatchAll, Term
 from indexer.query.parser import QuerySyntaxError, parse_query
-from indexer.scope import Scope
 from indexer.search_backend import SearchBackendError, SortOrder
 
 
@@ -156,41 +153,7 @@ def test_a_second_instance_sees_commits_without_reopening(tmp_path: Path) -> Non
     reader.close()
 
 
-def test_dates_are_utc_and_naive_dates_are_taken_as_utc(backend: TantivyBackend) -> None:
-    plus_two = timezone(timedelta(hours=2))
-    backend.index(
-        [
-            message(1, date=datetime(2024, 1, 1, 1, 0, tzinfo=plus_two)),  # 2023-12-31 23:00 UTC
-            message(2, date=datetime(2024, 1, 1, 1, 0)),
-            message(3, date=datetime(1500, 1, 1, tzinfo=timezone.utc)),  # outside tantivy's range: clamped
-        ]
-    )
-    hits = {hit.id: hit.date for hit in backend.search(MatchAll(), EVERYTHING).hits}
-    assert hits[1] == datetime(2023, 12, 31, 23, 0, tzinfo=timezone.utc)
-    assert hits[2] == datetime(2024, 1, 1, 1, 0, tzinfo=timezone.utc)
-    assert ids(backend, "on:2023-12-31") == [1]
-    assert ids(backend, "before:1700") == [3]
-    assert ids(backend, "before:1000") == [] and sorted(ids(backend, "after:1000")) == [1, 2, 3]
-    assert ids(backend, "after:3000") == []
-
-
 # --- searching ---
-
-
-def test_date_sorts_order_ties_by_id_and_relevance_sorts_by_score(backend: TantivyBackend) -> None:
-    backend.index(
-        [
-            message(1, "budget", date=datetime(2024, 1, 2, tzinfo=timezone.utc)),
-            message(2, "budget budget budget", date=datetime(2024, 1, 1, tzinfo=timezone.utc)),
-            message(3, "budget", date=datetime(2024, 1, 2, tzinfo=timezone.utc)),
-        ]
-    )
-    query = parse_query("budget")
-    assert [h.id for h in backend.search(query, EVERYTHING, sort=SortOrder.DATE_DESC).hits] == [3, 1, 2]
-    assert [h.id for h in backend.search(query, EVERYTHING, sort=SortOrder.DATE_ASC).hits] == [2, 1, 3]
-    relevance = backend.search(query, EVERYTHING, sort=SortOrder.RELEVANCE).hits
-    assert relevance[0].id == 2 and relevance[0].score > relevance[1].score > 0
-    assert all(hit.score == 0.0 for hit in backend.search(query, EVERYTHING).hits)
 
 
 def test_a_hand_built_leaf_with_nothing_searchable_matches_nothing(backend: TantivyBackend) -> None:
