@@ -570,6 +570,13 @@ def _probe_totals(probe_dir: Path, role: str) -> dict:
     return {"processes": processes, "totals": totals}
 
 
+def _default_index_batch() -> int:
+    """postvault's own default POSTVAULT_INDEX_BATCH_SIZE (runs before 2026-11-27 session 4 used 500)."""
+    from postvault.settings import Settings
+
+    return int(Settings.model_fields["index_batch_size"].default)
+
+
 def run_env(services: Services, ns: Namespace, data_dir: Path, index_batch: int | None) -> dict:
     env = ingest._clean_env(
         POSTVAULT_DATA_DIR=str(data_dir), POSTVAULT_DATABASE_URL=ns.database_url,
@@ -1141,7 +1148,7 @@ def run_size(n: int, args, services: Services) -> dict:
 
                     result["phases"] = phases(services, ns, maildir, min(args.phase_sample, files),
                                               args.import_batch_size or DEFAULT_BATCH_MESSAGES,
-                                              args.index_batch_size or 500)
+                                              args.index_batch_size or _default_index_batch())
                 run["index_bytes"] = _index_bytes(services, ns)
                 run["s3_bytes"] = ingest.du(Path(os.environ.get("POSTVAULT_SERVICES_DIR", "/tmp/postvault-services")) / "s3" / "data" / ns.bucket)
                 run["pg_schema_bytes"] = _schema_bytes(services, ns)
@@ -1474,7 +1481,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--object-lock", action="store_true", help="create the buckets with Object Lock (versioned)")
     parser.add_argument("--keep", action="store_true", help="keep schema, bucket, index and work dir (their names are in the results)")
     parser.add_argument("--redis-db", type=int, default=11, help="Redis database for the broker; must be empty (default 11)")
-    parser.add_argument("--index-batch-size", type=int, default=None, help="POSTVAULT_INDEX_BATCH_SIZE (default: postvault's, 500)")
+    parser.add_argument("--index-batch-size", type=int, default=None, help="POSTVAULT_INDEX_BATCH_SIZE (default: postvault's own default)")
     parser.add_argument("--import-batch-size", type=int, default=None, help="postvault import --batch-size (default: postvault's, 200)")
     parser.add_argument("--no-beat", dest="beat", action="store_false", help="do not run `postvault beat` (the outbox sweep)")
     parser.add_argument("--no-probe", dest="probe", action="store_false",
@@ -1564,7 +1571,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {
         "profile": PROFILE, "date": today, "seed": args.seed, "sizes": sizes, "concurrency": args.concurrency,
         "object_lock": args.object_lock, "beat": args.beat, "probe": args.probe,
-        "index_batch_size": args.index_batch_size, "import_batch_size": args.import_batch_size,
+        "index_batch_size": args.index_batch_size or _default_index_batch(), "import_batch_size": args.import_batch_size,
         "repeat": args.repeat, "repeat_subprocess": args.repeat_subprocess,
         "host": {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
                  "platform": platform.platform(), "python": platform.python_version()},
