@@ -105,13 +105,12 @@ def _match(match: Match) -> Query:
 
 def _near(match: WordsNear) -> Query:
     if match.left == match.right:
-        # Tantivy runs NEAR as two sloppy phrases (tantivy_query._match), and a phrase of one
-        # word twice with slop >= 1 lets both words sit on the same position, so any message
-        # with the word matches; with slop 0 it needs the word twice in a row. Followed here
-        # so both engines agree (a span query would also match a single word at slop 0).
-        if match.distance == 0:
-            return {"match_phrase": {match.field: {"query": f"{match.left} {match.left}", "analyzer": WORDS_ANALYZER}}}
-        return {"term": {match.field: match.left}}
+        # A word near itself means two occurrences. Span queries let one occurrence stand
+        # for both; Lucene's sloppy phrase keeps repeated terms on different positions, and
+        # "w w" with slop n needs the second w within n moves of the next position: at most
+        # n words between, as for two different words.
+        return {"match_phrase": {match.field: {"query": f"{match.left} {match.left}", "slop": match.distance,
+                                               "analyzer": WORDS_ANALYZER}}}
     # Unordered span slop is the number of positions between the two words, whichever
     # comes first: exactly "at most ``distance`` words between, in either order".
     return {

@@ -76,6 +76,8 @@ def _match(match: Match, schema: tantivy.Schema) -> tantivy.Query:
             return _Q.term_query(schema, match.field, match.words[0])
         return _Q.phrase_query(schema, match.field, [*match.words])
     if isinstance(match, WordsNear):
+        if match.left == match.right:
+            return _word_near_itself(match, schema)
         # Slop, in tantivy as in Lucene, counts position moves: "a b" with slop n matches a..b
         # with up to n words between, and b..a with up to n-2 between. The two orders, each
         # with slop n, therefore match exactly "at most n words between, in either order".
@@ -96,6 +98,22 @@ def _match(match: Match, schema: tantivy.Schema) -> tantivy.Query:
         # expansion limit (that one stops after 50 terms).
         return _Q.fuzzy_term_query(schema, match.field, match.prefix, distance=0, transposition_cost_one=False, prefix=True)
     raise TypeError(f"not a match: {match!r}")
+
+
+def _word_near_itself(match: WordsNear, schema: tantivy.Schema) -> tantivy.Query:
+    """Two occurrences of one word with at most ``distance`` words between.
+
+    tantivy's sloppy phrase accepts the second term within ``slop`` positions of where the
+    phrase puts it, on either side, so "w w" with any slop lets a single w stand for both.
+    Placing the second copy slop + 1 positions on rules that out: with slop s it matches
+    occurrences 1 to 2s + 1 positions apart, 0 to 2s words between. s = n // 2 covers every
+    gap up to n but the last when n is odd, which one exact phrase adds.
+    """
+    word, distance, half = match.left, match.distance, match.distance // 2
+    phrases = [_Q.phrase_query(schema, match.field, [(0, word), (half + 1, word)], slop=half)]
+    if distance % 2:
+        phrases.append(_Q.phrase_query(schema, match.field, [(0, word), (distance + 1, word)], slop=0))
+    return _any(tuple(phrases))
 
 
 def _any(queries: tuple[tantivy.Query, ...]) -> tantivy.Query:

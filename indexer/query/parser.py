@@ -68,7 +68,8 @@ def parse_query(text: str, *, today: date | None = None) -> Node:
     Operators are upper case only; ``and``/``or``/``not`` are words. A word is split into index
     words the way the index splits text, so ``budget-2024`` is the phrase "budget 2024"; a word
     with nothing searchable in it (``&``) is ignored in free text. ``prefix*`` is a word prefix.
-    ``a NEAR/n b`` finds both words with at most n words between them, in either order.
+    ``a NEAR/n b`` finds both words with at most n words between them, in either order
+    (``a NEAR/n a``: two occurrences of a).
     ``field:(...)`` applies the field to every term inside, where no other field may appear.
 
     Addresses: in ``from: to: cc: bcc: participants:`` and in free text, a value shaped like

@@ -8,6 +8,7 @@ Marks go on the subclass (the OpenSearch one needs the services), never on this 
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from types import ModuleType
@@ -133,6 +134,25 @@ class SearchBackendContract:
         relevance = backend.search(query, EVERYTHING, sort=SortOrder.RELEVANCE).hits
         assert relevance[0].id == 2 and relevance[0].score > relevance[1].score > 0
         assert all(hit.score == 0.0 for hit in backend.search(query, EVERYTHING).hits)
+
+    def test_near_counts_the_words_between_and_a_word_near_itself_needs_two_occurrences(self, backend: SearchBackend) -> None:
+        # Random bodies over a four-word vocabulary, checked against the definition: two
+        # distinct positions with at most n words between (either order for two words).
+        rng = random.Random(11)
+        bodies = {i: [rng.choice("wxyz") for _ in range(rng.randint(1, 12))] for i in range(1, 161)}
+        backend.index([message(i, "s", body=" ".join(words)) for i, words in bodies.items()])
+
+        def expected(left: str, right: str, distance: int) -> list[int]:
+            return sorted(
+                i for i, words in bodies.items()
+                if any(a != b and abs(a - b) - 1 <= distance and words[a] == left and words[b] == right
+                       for a in range(len(words)) for b in range(len(words)))
+            )
+
+        for distance in (0, 1, 2, 3, 4, 7):
+            for left, right in (("w", "w"), ("w", "x"), ("x", "w")):
+                query = f"body:{left} NEAR/{distance} {right}"
+                assert sorted(ids(backend, query)) == expected(left, right, distance), query
 
     def test_a_prefix_matches_every_word_it_starts_however_many(self, backend: SearchBackend) -> None:
         # 120 distinct words under one prefix: an engine query that stops expanding after
