@@ -173,6 +173,9 @@ def _value_words(value: str) -> str:
 def word_stream(values: Iterable[str]) -> str:
     """The text an analysed field is indexed as: one space-separated word per position.
 
+    ``values`` are a document's values as ``fields.document_values`` gives them, that is
+    after ``index_text`` has set Chinese and Japanese characters apart.
+
     Tantivy leaves one empty position between two values of a multi-valued field (measured:
     ``filename:a NEAR/1 b`` matches file names "x a" and "b y"), even after a value with no
     words; a FILLER holds it.

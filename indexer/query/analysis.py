@@ -6,6 +6,12 @@ import re
 from bisect import bisect_right
 
 # The rule (tantivy's ``default`` analyzer, which an OpenSearch analyzer must reproduce):
+#   0. Chinese and Japanese script characters (``IDEOGRAPHIC``) are words of one character:
+#      those languages put no spaces between words, so a run of them is a sentence, not a
+#      word (and at 3-4 bytes a character, any sentence over 13 characters would be
+#      dropped whole by rule 2). Indexed text goes through ``index_text``, which spaces
+#      them out for the engines; a query word of several such characters becomes a phrase
+#      of them, so "会議" finds "会議室" too: substring search, as CJK search engines do;
 #   1. a word is a maximal run of characters that are Unicode Alphabetic or Numeric
 #      (Rust ``char::is_alphanumeric``; Java ``[\p{IsAlphabetic}\p{N}]``);
 #   2. a word of MAX_TOKEN_BYTES or more UTF-8 bytes (counted before lower-casing) is
@@ -13,6 +19,17 @@ from bisect import bisect_right
 #   3. each character is lower-cased on its own (so a final sigma becomes plain sigma).
 # No stemming, no stop words, no accent folding: "Straße" matches only "straße".
 MAX_TOKEN_BYTES = 40
+
+# Han ideographs (with the iteration and closing marks and Hangzhou numerals), kana
+# (hiragana, katakana, half-width katakana, the prolonged sound mark) and bopomofo. Hangul
+# is not here: Korean separates its words with spaces. Thai, Lao, Khmer and Myanmar write
+# without spaces too but build syllables from combining marks; they keep rule 1.
+IDEOGRAPHIC = (
+    "\u3005-\u3007\u3021-\u3029\u3038-\u303c\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fc-\u30ff"
+    "\u3105-\u312f\u31a0-\u31bf\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+    "\U0001b000-\U0001b16f\U00020000-\U0002fa1f\U00030000-\U000323af"
+)
+_IDEOGRAPH_RE = re.compile(f"[{IDEOGRAPHIC}]")
 
 # Python's ``str.isalnum`` misses two kinds of characters that Rust counts: Other_Alphabetic
 # marks (Indic and Thai vowel signs, circled letters) and letters newer than this Python's
@@ -108,16 +125,30 @@ def words_as_written(text: str) -> tuple[str, ...]:
     """
     words: list[str] = []
     start = None
-    for position, char in enumerate(text):
+    text_spaced = index_text(text)
+    for position, char in enumerate(text_spaced):
         if is_word_char(char):
             if start is None:
                 start = position
         elif start is not None:
-            words.append(text[start:position])
+            words.append(text_spaced[start:position])
             start = None
     if start is not None:
-        words.append(text[start:])
+        words.append(text_spaced[start:])
     return tuple(word for word in words if len(word.encode("utf-8")) < MAX_TOKEN_BYTES)
+
+
+def is_ideographic(word: str) -> bool:
+    """True for a word of one ideographic character (rule 0)."""
+    return len(word) == 1 and _IDEOGRAPH_RE.match(word) is not None
+
+
+def index_text(text: str) -> str:
+    """``text`` as an analysed field is indexed: every ideographic character (rule 0) set
+    apart by spaces, so that engines splitting at non-word characters make it a word."""
+    if text.isascii() or _IDEOGRAPH_RE.search(text) is None:
+        return text
+    return _IDEOGRAPH_RE.sub(r" \g<0> ", text)
 
 
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")

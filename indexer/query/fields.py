@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from indexer.document import Address, IndexDocument
-from indexer.query.analysis import split_words, without_surrogates
+from indexer.query.analysis import index_text, split_words, without_surrogates
 from indexer.query.ast import Field, Near, Phrase, Prefix, Term
 
 # Index field names. Every backend uses these names, so a query plan reads the same
@@ -251,4 +251,7 @@ def document_values(document: IndexDocument) -> dict[str, tuple[str, ...]]:
     for role, addresses in roles.items():
         values[address_words_field(role)] = _address_words(addresses)
         values[address_exact_field(role)] = tuple(normalise_address(a.address) for a in addresses if a.address)
-    return {name: tuple(without_surrogates(v) for v in texts if v) for name, texts in values.items()}
+    return {
+        name: tuple(without_surrogates(index_text(v) if name in ANALYSED_FIELDS else v) for v in texts if v)
+        for name, texts in values.items()
+    }

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from enum import Enum
 
-from indexer.query.analysis import words_as_written, without_surrogates
+from indexer.query.analysis import is_ideographic, words_as_written, without_surrogates
 from indexer.query.ast import (
     And,
     DateRange,
@@ -350,7 +350,7 @@ class _Parser:
         return Term(field, words[0]) if len(words) == 1 else Phrase(field, words)
 
 
-def _prefix(field: Field, text: str, pos: int, star: int) -> Prefix:
+def _prefix(field: Field, text: str, pos: int, star: int) -> Prefix | Phrase:
     if text == "*":
         raise QuerySyntaxError("a lone * matches nothing; put it after a word, like budg*", pos)
     if star != len(text) - 1:
@@ -364,6 +364,10 @@ def _prefix(field: Field, text: str, pos: int, star: int) -> Prefix:
             raise QuerySyntaxError("* needs something before it", pos)
         return Prefix(field, value)
     words = words_as_written(stem)
+    if len(words) > 1 and all(is_ideographic(word) for word in words):
+        # Chinese and Japanese are indexed a character at a time and searched as phrases
+        # of characters, which already finds them inside longer words: "議事*" is "議事".
+        return Phrase(field, words)
     if len(words) != 1:
         raise QuerySyntaxError("* makes a prefix of one word only", pos)
     return Prefix(field, words[0])

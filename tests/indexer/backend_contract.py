@@ -154,6 +154,24 @@ class SearchBackendContract:
                 query = f"body:{left} NEAR/{distance} {right}"
                 assert sorted(ids(backend, query)) == expected(left, right, distance), query
 
+    def test_chinese_and_japanese_are_found_by_any_run_of_characters(self, backend: SearchBackend) -> None:
+        # Written without spaces: before, a run of them was one "word" (dropped whole
+        # past 13 characters), so searching for a word inside a sentence found nothing.
+        backend.index([
+            message(1, "本日の会議は中止になりました", body="議事録を添付します。よろしくお願いします。"),
+            message(2, "我们明天开会讨论预算", body="预算草案见附件"),
+            message(3, "Q3議事録 für Größe", body="東京タワー"),
+            message(4, "会", body="議"),  # the characters, but never side by side
+        ])
+        assert ids(backend, "会議") == [1]
+        assert ids(backend, "中止") == [1]
+        assert sorted(ids(backend, "議事録")) == [1, 3]
+        assert ids(backend, "subject:预算") == [2] and sorted(ids(backend, "预算")) == [2]
+        assert ids(backend, "タワー") == [3] and ids(backend, "東京") == [3] and ids(backend, "京東") == []
+        assert ids(backend, "q3") == [3] and ids(backend, "größe") == [3]
+        assert sorted(ids(backend, "議事*")) == [1, 3]
+        assert sorted(ids(backend, "会")) == [1, 2, 4] and ids(backend, "body:会議") == []
+
     def test_a_prefix_matches_every_word_it_starts_however_many(self, backend: SearchBackend) -> None:
         # 120 distinct words under one prefix: an engine query that stops expanding after
         # some number of terms (tantivy's phrase-prefix stops at 50) would lose documents.
