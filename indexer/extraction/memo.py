@@ -68,15 +68,19 @@ class ExtractionMemo:
                 return
             self._entries[key] = (result, size)
             self._held += size
-            while self._held > self.max_bytes:
-                _evicted, (_result, evicted_size) = self._entries.popitem(last=False)
-                self._held -= evicted_size
+            self._evict_beyond(self.max_bytes)
 
-    def clear(self) -> None:
+    def resize(self, max_bytes: int) -> None:
+        """A new budget, applied at once (0 or less: keep nothing)."""
         with self._lock:
-            self._entries.clear()
-            self._held = 0
-            self.stats = MemoStats()
+            self.max_bytes = max_bytes
+            self._evict_beyond(max(max_bytes, 0))
+
+    def _evict_beyond(self, budget: int) -> None:
+        # The least recently used go first; called with the lock held.
+        while self._held > budget:
+            _evicted, (_result, evicted_size) = self._entries.popitem(last=False)
+            self._held -= evicted_size
 
 
 _shared: ExtractionMemo | None = None
@@ -90,9 +94,7 @@ def shared_memo(max_bytes: int) -> ExtractionMemo:
         if _shared is None:
             _shared = ExtractionMemo(max_bytes)
         elif _shared.max_bytes != max_bytes:
-            _shared.max_bytes = max_bytes
-            if max_bytes <= 0:
-                _shared.clear()
+            _shared.resize(max_bytes)
         return _shared
 
 
