@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import getpass
 import importlib
 import json
 import logging
 import os
+import pwd
 import signal
 import sys
 import threading
@@ -85,7 +85,20 @@ def _operator():  # type: ignore[no-untyped-def]
     # The CLI runs with the machine's authority: an admin who must still name a scope.
     from search_ui.principals import Principal, Role
 
-    return Principal(name=f"cli:{getpass.getuser()}", role=Role.ADMIN)
+    return Principal(name=f"cli:{_account_name()}", role=Role.ADMIN)
+
+
+def _account_name() -> str:
+    """The account of the real uid, for the audit trail.
+
+    Not ``getpass.getuser()``: it reads LOGNAME and USER first, which whoever runs the
+    command can set to anyone (invariant 5 needs the actor the system vouches for).
+    """
+    uid = os.getuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # a uid with no passwd entry (containers often run as one)
+        return f"uid:{uid}"
 
 
 def _requested_scope(mailbox: list[str], domain: list[str], everything: bool):  # type: ignore[no-untyped-def]
