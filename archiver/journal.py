@@ -13,11 +13,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from archiver.envelope import Envelope
 from archiver.headers import HeaderFacts, domain_of, normalise_address, read_header_facts
+from indexer import outbox
 from retention import policies
 from storage.blobstore import BlobStore, BlobStoreError, LockRequest, sha256_hex
 from storage.models import Envelope as EnvelopeRow
-from storage.models import IndexOutbox, Message, MessageDomain, MessageMailbox
-from storage.sql import insert_ignoring_conflicts, insert_returning_inserted, upsert
+from storage.models import Message, MessageDomain, MessageMailbox
+from storage.sql import insert_ignoring_conflicts, insert_returning_inserted
+from storage.text import storable
 from storage.timeutil import as_utc, utcnow
 
 
@@ -44,11 +46,14 @@ class JournalReceipt:
 
 
 def mailboxes_of(arrival: Arrival, facts: HeaderFacts) -> tuple[str, ...]:
-    """Every mailbox a message belongs to: custodian, envelope sender and recipients, header people."""
+    """Every mailbox a message belongs to: custodian, envelope sender and recipients, header people.
+
+    As the catalogue stores them (``storable``): the index takes its scope keys from there.
+    """
     candidates = [arrival.custodian, arrival.envelope.mail_from, *arrival.envelope.rcpt_to, *facts.addresses]
     seen: dict[str, None] = {}
     for candidate in candidates:
-        address = normalise_address(candidate)
+        address = storable(normalise_address(candidate))
         if address:
             seen[address] = None
     return tuple(seen)
@@ -168,19 +173,8 @@ class Journal:
         insert_ignoring_conflicts(session, EnvelopeRow.__table__, sorted(envelope_rows, key=lambda r: (r["message_id"], r["fingerprint"])))
         insert_ignoring_conflicts(session, MessageMailbox.__table__, sorted(_distinct(mailbox_rows), key=lambda r: (r["message_id"], r["mailbox"])))
         insert_ignoring_conflicts(session, MessageDomain.__table__, sorted(_distinct(domain_rows), key=lambda r: (r["message_id"], r["domain"])))
-        enqueue_for_indexing(session, sorted(to_index))
+        outbox.enqueue(session, sorted(to_index))
         return receipts
-
-
-def enqueue_for_indexing(session: Session, message_ids: Sequence[int]) -> None:
-    """Put messages on the index outbox, bumping the generation of rows already there."""
-    table = IndexOutbox.__table__
-    now = utcnow()
-    rows = [{"message_id": mid, "enqueued_at": now, "generation": 1, "attempts": 0, "last_error": "", "leased_until": None} for mid in message_ids]
-    # A fresh enqueue (new scope, or `reindex`) also gives a message that kept failing its
-    # full number of attempts again.
-    upsert(session, table, rows, keys=["message_id"],
-           update={"generation": table.c.generation + 1, "enqueued_at": now, "attempts": 0, "last_error": ""})
 
 
 def _message_row(arrival: Arrival, digest: str, fact: HeaderFacts, now) -> dict:  # type: ignore[no-untyped-def]
@@ -189,15 +183,16 @@ def _message_row(arrival: Arrival, digest: str, fact: HeaderFacts, now) -> dict:
         "size": len(arrival.raw),
         "first_received_at": as_utc(arrival.envelope.received_at) or now,
         "source": arrival.source,
-        "subject": fact.subject,
-        "from_header": fact.from_header,
-        "to_header": fact.to_header,
-        "cc_header": fact.cc_header,
+        # Derived from the blob, and derived again by reindex: ``storable`` is enough.
+        "subject": storable(fact.subject),
+        "from_header": storable(fact.from_header),
+        "to_header": storable(fact.to_header),
+        "cc_header": storable(fact.cc_header),
         "date_header": fact.date,
-        "message_id_header": fact.message_id,
-        "in_reply_to": fact.in_reply_to,
-        "references": fact.references,
-        "list_id": fact.list_id,
+        "message_id_header": storable(fact.message_id),
+        "in_reply_to": storable(fact.in_reply_to),
+        "references": storable(fact.references),
+        "list_id": storable(fact.list_id),
         "header_defects": list(fact.defects),
         "parse_defects": None,
         "indexed_at": None,
@@ -237,4 +232,4 @@ def _distinct(rows: list[dict]) -> list[dict]:
     return list({tuple(sorted(row.items())): row for row in rows}.values())
 
 
-__all__ = ["Arrival", "Journal", "JournalError", "JournalReceipt", "enqueue_for_indexing", "mailboxes_of", "sha256_hex"]
+__all__ = ["Arrival", "Journal", "JournalError", "JournalReceipt", "mailboxes_of", "sha256_hex"]

@@ -28,6 +28,14 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 
 metadata = MetaData()
 
+# The longest mailbox the journal attributes (archiver.headers.normalise_address refuses
+# longer ones), and so also the longest domain: mail carries domains far beyond RFC 1035's
+# 255 octets, and a scope key is never truncated (two domains would share one scope).
+ADDRESS_LENGTH = 320
+
+# Text derived from mail (the header summaries of ``messages``, the scope keys) goes in
+# through ``storage.text.storable``: no engine refuses it.
+
 
 def _message_id(*, primary_key: bool = False, index: bool | None = None) -> Column[int]:
     """The message a row belongs to; its rows go when the message is purged."""
@@ -82,7 +90,7 @@ message_mailboxes = Table(
     "message_mailboxes",
     metadata,
     _message_id(primary_key=True),
-    Column("mailbox", String(320), primary_key=True),
+    Column("mailbox", String(ADDRESS_LENGTH), primary_key=True),
     Index("ix_message_mailboxes_mailbox", "mailbox"),
 )
 
@@ -91,7 +99,7 @@ message_domains = Table(
     "message_domains",
     metadata,
     _message_id(primary_key=True),
-    Column("domain", String(255), primary_key=True),
+    Column("domain", String(ADDRESS_LENGTH), primary_key=True),
     Index("ix_message_domains_domain", "domain"),
 )
 
@@ -140,7 +148,7 @@ audit_events = Table(
 domain_policies = Table(
     "domain_policies",
     metadata,
-    Column("domain", String(255), primary_key=True),  # lower case, as in message_domains
+    Column("domain", String(ADDRESS_LENGTH), primary_key=True),  # lower case, as in message_domains
     Column("retention_days", Integer, nullable=True),  # NULL: keep forever
     Column("object_lock_mode", String(16), nullable=True),  # NULL: no Object Lock
     Column("created_at", DateTime(timezone=True), nullable=False),

@@ -1,4 +1,4 @@
-"""Catalogue migrations go 0001 -> 0002 and back on a live database, keep its rows, and end where the models are."""
+"""Catalogue migrations go up one revision at a time and back on a live database, keep its rows, and end where storage.tables is."""
 
 from __future__ import annotations
 
@@ -9,24 +9,24 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, insert, inspect, select
+from sqlalchemy import create_engine, delete, insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from storage.database import alembic_config
-from storage.models import Base, DomainPolicy, Message
+from storage.tables import domain_policies, message_domains, messages, metadata
 from tests.services import postgres_schema
 
 NOW = datetime(2026, 11, 27, tzinfo=timezone.utc)
 
 
-def check_0001_to_0002_and_back(url: str) -> None:
+def check_every_revision_up_and_back(url: str) -> None:
     config = alembic_config(url)
     engine = create_engine(url)
     try:
         command.upgrade(config, "0001")
         assert "domain_policies" not in inspect(engine).get_table_names()
         with engine.begin() as connection:
-            connection.execute(insert(Message.__table__).values(
+            connection.execute(insert(messages).values(
                 sha256="a" * 64, size=3, first_received_at=NOW, source="smtp", subject="kept", from_header="",
                 to_header="", cc_header="", message_id_header="", in_reply_to="", references="", list_id="",
                 header_defects=[]))
@@ -34,11 +34,10 @@ def check_0001_to_0002_and_back(url: str) -> None:
         command.upgrade(config, "0002")
         assert "domain_policies" in inspect(engine).get_table_names()
         with engine.connect() as connection:
-            assert connection.scalar(select(Message.subject)) == "kept"
-            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+            assert connection.scalar(select(messages.c.subject)) == "kept"
         row = {"created_at": NOW, "updated_at": NOW}
         with engine.begin() as connection:
-            connection.execute(insert(DomainPolicy.__table__), [
+            connection.execute(insert(domain_policies), [
                 {**row, "domain": "locked.example", "retention_days": 2555, "object_lock_mode": "COMPLIANCE"},
                 {**row, "domain": "forever.example", "retention_days": None, "object_lock_mode": None},
             ])
@@ -46,22 +45,37 @@ def check_0001_to_0002_and_back(url: str) -> None:
                     {"retention_days": 30, "object_lock_mode": "compliance"},
                     {"retention_days": 0, "object_lock_mode": None}):
             with pytest.raises(IntegrityError), engine.begin() as connection:
-                connection.execute(insert(DomainPolicy.__table__).values(**row, domain="bad.example", **bad))
+                connection.execute(insert(domain_policies).values(**row, domain="bad.example", **bad))
+
+        command.upgrade(config, "0003")
+        long_domain = "d" * 310 + ".example"  # a domain of a 320-character mailbox
+        with engine.begin() as connection:
+            message_id = connection.scalar(select(messages.c.id))
+            connection.execute(insert(message_domains).values(message_id=message_id, domain=long_domain))
+            connection.execute(insert(domain_policies).values(**row, domain=long_domain, retention_days=30))
+        with engine.connect() as connection:
+            assert connection.scalar(select(message_domains.c.domain)) == long_domain
+            assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+        with engine.begin() as connection:  # the way down is for domains that fit the old columns
+            connection.execute(delete(message_domains))
+            connection.execute(delete(domain_policies).where(domain_policies.c.domain == long_domain))
 
         command.downgrade(config, "0001")
         assert "domain_policies" not in inspect(engine).get_table_names()
         with engine.connect() as connection:
-            assert connection.scalar(select(Message.subject)) == "kept"
+            assert connection.scalar(select(messages.c.subject)) == "kept"
         command.upgrade(config, "head")
+        with engine.connect() as connection:
+            assert compare_metadata(MigrationContext.configure(connection), metadata) == []
     finally:
         engine.dispose()
 
 
-def test_0001_to_0002_and_back_on_sqlite(tmp_path: Path) -> None:
-    check_0001_to_0002_and_back(f"sqlite:///{tmp_path / 'catalogue.sqlite3'}")
+def test_every_revision_up_and_back_on_sqlite(tmp_path: Path) -> None:
+    check_every_revision_up_and_back(f"sqlite:///{tmp_path / 'catalogue.sqlite3'}")
 
 
 @pytest.mark.services
-def test_0001_to_0002_and_back_on_postgresql() -> None:
+def test_every_revision_up_and_back_on_postgresql() -> None:
     with postgres_schema("pv_migrate") as url:
-        check_0001_to_0002_and_back(url)
+        check_every_revision_up_and_back(url)
