@@ -22,6 +22,7 @@ from typer.core import TyperCommand
 # rich nor the importers nor alembic (tests/postvault/test_cli_startup.py keeps it so).
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
     from postvault.settings import Settings
     from postvault.wiring import Archive
@@ -67,6 +68,27 @@ def _out() -> Console:
 
 def _err() -> Console:
     return _console(stderr=True)
+
+
+def _plain(text: str, *, style: str = "") -> Text:
+    """``text`` as rich shows it literally: a ``Text`` is never read as markup, nor highlighted."""
+    from rich.text import Text
+
+    return Text(text, style=style)
+
+
+def _mail(value: str) -> Text:
+    """A one-line value from mail (a subject, an address) made safe for the terminal (invariant 9)."""
+    from search_ui.terminal import terminal_safe
+
+    return _plain(terminal_safe(value))
+
+
+def _labelled(label: str, style: str, value: str) -> Text:
+    """A styled label and a value that may hold mail content or user input, made safe (invariant 9)."""
+    from rich.text import Text
+
+    return Text.assemble((label, style), _mail(value))
 
 
 def _settings() -> Settings:
@@ -250,17 +272,22 @@ def search(
     try:
         results = search_archive(archive, _operator(), query, requested=requested, sort=order, limit=limit, offset=offset)
     except QuerySyntaxError as error:
-        _err().print(f"[red]Query error:[/] {error}")
-        _err().print(f"  {query}\n  {' ' * error.position}^")
+        from search_ui.terminal import excerpt
+
+        shown, caret = excerpt(query, error.position)
+        _err().print(_labelled("Query error: ", "red", str(error)))
+        _err().print(_plain(f"  {shown}\n  {' ' * caret}^"), no_wrap=True, overflow="ignore", crop=False)
         raise typer.Exit(2) from None
     except SearchBackendError as error:
-        _err().print(f"[red]Search engine unavailable:[/] {error}")
+        _err().print(_labelled("Search engine unavailable: ", "red", str(error)))
         raise typer.Exit(3) from None
     finally:
         archive.close()
     if as_json:
+        from search_ui.terminal import json_safe
+
         for hit in results.hits:
-            sys.stdout.write(json.dumps(hit.as_json(), ensure_ascii=False) + "\n")
+            sys.stdout.write(json_safe(json.dumps(hit.as_json(), ensure_ascii=False)) + "\n")
         return
     from rich.table import Table
 
@@ -268,7 +295,7 @@ def search(
     for column in ("id", "date", "from", "subject"):
         table.add_column(column, overflow="fold")
     for hit in results.hits:
-        table.add_row(str(hit.id), hit.date.strftime("%Y-%m-%d %H:%M") if hit.date else "", hit.from_, hit.subject)
+        table.add_row(str(hit.id), hit.date.strftime("%Y-%m-%d %H:%M") if hit.date else "", _mail(hit.from_), _mail(hit.subject))
     _out().print(table)
 
 
@@ -289,7 +316,7 @@ def show(
     try:
         message, data = fetch_message(archive, _operator(), message_id, requested=requested, raw=raw)
     except MessageNotVisibleError as error:
-        _err().print(f"[red]{error}[/]")
+        _err().print(_plain(str(error), style="red"))
         raise typer.Exit(1) from None
     finally:
         archive.close()
@@ -297,22 +324,28 @@ def show(
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
+    from search_ui.terminal import terminal_safe
+
     parsed = parse_message(data)
     console = _out()
-    console.print(f"[bold]Id:[/] {message.id}   [bold]SHA-256:[/] {message.sha256}   [bold]Size:[/] {message.size}")
-    console.print(f"[bold]From:[/] {', '.join(map(str, parsed.from_))}", markup=True, highlight=False)
-    console.print(f"[bold]To:[/] {', '.join(map(str, parsed.to))}", highlight=False)
+    console.print(_labelled("Id: ", "bold", f"{message.id}   "), _labelled("SHA-256: ", "bold", f"{message.sha256}   "),
+                  _labelled("Size: ", "bold", str(message.size)), sep="")
+    console.print(_labelled("From: ", "bold", ", ".join(map(str, parsed.from_))))
+    console.print(_labelled("To: ", "bold", ", ".join(map(str, parsed.to))))
     if parsed.cc:
-        console.print(f"[bold]Cc:[/] {', '.join(map(str, parsed.cc))}", highlight=False)
-    console.print(f"[bold]Date:[/] {parsed.date.isoformat() if parsed.date else '(none)'}")
-    console.print(f"[bold]Subject:[/] {parsed.subject}", highlight=False)
+        console.print(_labelled("Cc: ", "bold", ", ".join(map(str, parsed.cc))))
+    console.print(_labelled("Date: ", "bold", parsed.date.isoformat() if parsed.date else "(none)"))
+    console.print(_labelled("Subject: ", "bold", parsed.subject))
     for attachment in parsed.attachments:
         note = f" ({attachment.skipped})" if attachment.skipped else ""
-        console.print(f"[bold]Attachment:[/] {attachment.filename or '(unnamed)'} {attachment.content_type} {attachment.size} bytes{note}", highlight=False)
+        console.print(_labelled("Attachment: ", "bold",
+                                f"{attachment.filename or '(unnamed)'} {attachment.content_type} {attachment.size} bytes{note}"))
     if parsed.defects:
-        console.print(f"[yellow]Defects:[/] {'; '.join(parsed.defects)}", highlight=False)
+        console.print(_labelled("Defects: ", "yellow", "; ".join(parsed.defects)))
     console.print()
-    console.out(parsed.body_text, highlight=False)
+    # Unwrapped, as the sender broke the lines; markup and highlighting off, like every
+    # piece of mail this command prints.
+    console.print(_plain(terminal_safe(parsed.body_text, multiline=True)), no_wrap=True, overflow="ignore", crop=False)
 
 
 @app.command()

@@ -43,6 +43,15 @@ _MONTH_RE = re.compile(r"([0-9]{4})-([0-9]{2})")
 _YEAR_RE = re.compile(r"[0-9]{4}")
 
 
+# Error messages quote the offending text up to this many characters: a query may be any
+# length, and its error is echoed to a terminal or a web page.
+MAX_QUOTED = 40
+
+
+def _quoted(text: str) -> str:
+    return repr(text if len(text) <= MAX_QUOTED else text[:MAX_QUOTED] + "…")
+
+
 class QuerySyntaxError(ValueError):
     """The query cannot be parsed; ``position`` is the 0-based offset of the problem."""
 
@@ -166,8 +175,8 @@ def _classify(chunk: str, pos: int, end: int, *, operators: bool) -> _Token:
     if operators and (chunk == "NEAR" or chunk.startswith("NEAR/")):
         digits = chunk[5:]
         if not (digits.isascii() and digits.isdigit()):
-            raise QuerySyntaxError(f"{chunk!r} needs a whole number of words, like NEAR/3", pos)
-        distance = int(digits)
+            raise QuerySyntaxError(f"{_quoted(chunk)} needs a whole number of words, like NEAR/3", pos)
+        distance = int(digits) if len(digits) <= len(str(MAX_NEAR_DISTANCE)) else MAX_NEAR_DISTANCE + 1
         if distance > MAX_NEAR_DISTANCE:
             raise QuerySyntaxError(f"NEAR distance must be at most {MAX_NEAR_DISTANCE}", pos + 5)
         return _Token(_Kind.NEAR, pos, end, text=chunk, distance=distance)
@@ -179,7 +188,7 @@ def _classify(chunk: str, pos: int, end: int, *, operators: bool) -> _Token:
         name = field.group(1).lower()
         if name not in _SEARCH_FIELDS and name not in _DATE_FIELDS and name != "has":
             hint = "; sizes are written size>N or size<N" if name == "size" else "; put text with a colon in quotes"
-            raise QuerySyntaxError(f"unknown field {name!r}{hint}", pos)
+            raise QuerySyntaxError(f"unknown field {_quoted(name)}{hint}", pos)
         return _Token(_Kind.FIELD, pos, end, text=field.group(2), name=name, value_pos=pos + len(name) + 1)
     return _Token(_Kind.WORD, pos, end, text=chunk)
 
@@ -346,7 +355,7 @@ class _Parser:
         if not words:
             if field is Field.TEXT:
                 return None
-            raise QuerySyntaxError(f"{field.value}: has nothing searchable in {text!r}", pos)
+            raise QuerySyntaxError(f"{field.value}: has nothing searchable in {_quoted(text)}", pos)
         return Term(field, words[0]) if len(words) == 1 else Phrase(field, words)
 
 
@@ -377,7 +386,7 @@ def _size(token: _Token) -> SizeCompare:
     match = _SIZE_VALUE_RE.fullmatch(token.text)
     if not match:
         raise QuerySyntaxError(
-            f"bad size {token.text!r}; write a whole number with an optional K, M or G", token.value_pos
+            f"bad size {_quoted(token.text)}; write a whole number with an optional K, M or G", token.value_pos
         )
     size = int(match.group(1)) * _SIZE_UNITS[match.group(2).upper()]
     if size > MAX_SIZE:
@@ -390,13 +399,13 @@ def _date_range(name: str, value: str, pos: int, today: date) -> DateRange:
         start, end = _period(value, today)
     except (ValueError, OverflowError):
         raise QuerySyntaxError(
-            f"bad date {value!r} for {name}:; write YYYY-MM-DD, YYYY-MM, YYYY, today or yesterday", pos
+            f"bad date {_quoted(value)} for {name}:; write YYYY-MM-DD, YYYY-MM, YYYY, today or yesterday", pos
         ) from None
     if name == "before":
         return DateRange(None, start)
     if name == "after":
         if end is None:
-            raise QuerySyntaxError(f"no date comes after {value!r}", pos)
+            raise QuerySyntaxError(f"no date comes after {_quoted(value)}", pos)
         return DateRange(end, None)
     return DateRange(start, end)
 
