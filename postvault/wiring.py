@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlparse
 
 from postvault.settings import Settings
+from storage.engine_urls import FilesystemBlobsUrl, TantivyUrl, parse_blobstore_url, parse_database_url, parse_search_url
 
 if TYPE_CHECKING:  # engines are imported when first used: `postvault --help` stays quick
     from sqlalchemy import Engine
@@ -20,34 +19,28 @@ if TYPE_CHECKING:  # engines are imported when first used: `postvault --help` st
     from storage.blobstore import BlobStore
 
 
-class ConfigurationError(ValueError):
-    """A setting names an engine or URL form postvault does not know."""
-
-
 def blobstore_from_url(url: str) -> BlobStore:
-    parsed = urlparse(url)
-    if parsed.scheme == "file":
+    """The blob store ``url`` names (storage.engine_urls parses it; a bad URL raises EngineUrlError)."""
+    parsed = parse_blobstore_url(url)
+    if isinstance(parsed, FilesystemBlobsUrl):
         from storage.filesystem import FilesystemBlobStore
 
-        return FilesystemBlobStore(Path(parsed.netloc + parsed.path))
-    if parsed.scheme == "s3":
-        from storage.s3 import S3BlobStore
+        return FilesystemBlobStore(parsed.path)
+    from storage.s3 import S3BlobStore, S3Location
 
-        return S3BlobStore.from_url(url)
-    raise ConfigurationError(f"POSTVAULT_BLOBSTORE_URL must be file://... or s3://..., not {url!r}")
+    return S3BlobStore(S3Location.from_parsed(parsed))
 
 
 def search_backend_from_url(url: str) -> SearchBackend:
-    parsed = urlparse(url)
-    if parsed.scheme == "tantivy":
+    """The search backend ``url`` names (storage.engine_urls parses it; a bad URL raises EngineUrlError)."""
+    parsed = parse_search_url(url)
+    if isinstance(parsed, TantivyUrl):
         from indexer.backends.tantivy_backend import TantivyBackend
 
-        return TantivyBackend(Path(parsed.netloc + parsed.path))
-    if parsed.scheme in {"opensearch", "opensearchs"}:
-        from indexer.backends.opensearch_backend import OpenSearchBackend  # type: ignore[import-not-found]
+        return TantivyBackend(parsed.path)
+    from indexer.backends.opensearch_backend import Connection, OpenSearchBackend
 
-        return OpenSearchBackend.from_url(url)
-    raise ConfigurationError(f"POSTVAULT_SEARCH_URL must be tantivy://... or opensearch://..., not {url!r}")
+    return OpenSearchBackend(Connection.from_parsed(parsed))
 
 
 @dataclass
@@ -62,7 +55,7 @@ class Archive:
         spare a short-lived process (`postvault search`) the ORM's import and set-up."""
         from storage.database import open_catalogue_engine
 
-        return open_catalogue_engine(self.settings.resolved_database_url())
+        return open_catalogue_engine(parse_database_url(self.settings.resolved_database_url()).url)
 
     @cached_property
     def reader(self) -> Engine:

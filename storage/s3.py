@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import islice
 from typing import TypeVar
-from urllib.parse import parse_qs, urlparse
 
 import certifi
 import urllib3
@@ -36,6 +35,7 @@ from storage.blobstore import (
     sha256_hex,
     verify_digest,
 )
+from storage.engine_urls import BLOBSTORE_SETTING, EngineUrlError, S3BlobsUrl, parse_blobstore_url
 
 _PREFIX = "blobs/"
 # From this size on a message goes up in parts: a failed part is retried alone and a
@@ -53,7 +53,7 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True)
 class S3Location:
-    """Where the blobs live, parsed from ``s3://bucket?endpoint=host:port&secure=false&region=r&object_lock=true``.
+    """Where the blobs live, parsed from ``s3://bucket?endpoint=host:port&secure=false&region=r&object_lock=true&ca_certs=/path``.
 
     ``object_lock=true`` declares that WORM retention is in use: ``check()`` then also
     insists on a versioned bucket with Object Lock. Credentials come from the usual
@@ -68,26 +68,28 @@ class S3Location:
     access_key: str
     secret_key: str = field(repr=False)
     object_lock: bool = False
+    ca_certs: str = ""  # CA bundle for https: "" is $SSL_CERT_FILE, else certifi's
 
     @classmethod
     def from_url(cls, url: str) -> "S3Location":
-        parsed = urlparse(url)
-        if parsed.scheme != "s3" or not parsed.netloc:
-            raise ValueError(f"not an s3://bucket URL: {url!r}")
-        query = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
+        """Parsed by storage.engine_urls (one parser for every engine URL; bad values raise EngineUrlError)."""
+        parsed = parse_blobstore_url(url)
+        if not isinstance(parsed, S3BlobsUrl):
+            raise EngineUrlError(BLOBSTORE_SETTING, f"not an s3://bucket URL: {url!r}")
+        return cls.from_parsed(parsed)
+
+    @classmethod
+    def from_parsed(cls, parsed: S3BlobsUrl) -> "S3Location":
         return cls(
-            bucket=parsed.netloc,
-            endpoint=query.get("endpoint", "s3.amazonaws.com"),
-            secure=_flag(query.get("secure", "true")),
-            region=query.get("region", os.environ.get("AWS_DEFAULT_REGION", "us-east-1")),
+            bucket=parsed.bucket,
+            endpoint=parsed.endpoint,
+            secure=parsed.secure,
+            region=parsed.region or os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
             access_key=os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("MINIO_ROOT_USER", ""),
             secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY") or os.environ.get("MINIO_ROOT_PASSWORD", ""),
-            object_lock=_flag(query.get("object_lock", "false")),
+            object_lock=parsed.object_lock,
+            ca_certs=parsed.ca_certs,
         )
-
-
-def _flag(value: str) -> bool:
-    return value.lower() not in {"0", "false", "no", "off", ""}
 
 
 class S3BlobStore:
@@ -130,7 +132,7 @@ class S3BlobStore:
             retries=False,  # ours below know S3's error codes and a time budget
             maxsize=max(10, workers + 2),
             cert_reqs="CERT_REQUIRED",
-            ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+            ca_certs=location.ca_certs or os.environ.get("SSL_CERT_FILE") or certifi.where(),
         )
         self._client = Minio(
             location.endpoint,

@@ -6,9 +6,8 @@ import contextlib
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import (
@@ -29,11 +28,11 @@ from indexer.query import fields
 from indexer.query.ast import Node
 from indexer.scope import Scope, require_scope
 from indexer.search_backend import Hit, SearchBackendError, SearchPage, SortOrder
+from storage.engine_urls import OPENSEARCH_DEFAULT_PREFIX, OpenSearchUrl, parse_opensearch_url
 
 USER_ENV = "POSTVAULT_OPENSEARCH_USER"
 PASSWORD_ENV = "POSTVAULT_OPENSEARCH_PASSWORD"
-DEFAULT_PREFIX = "postvault"
-DEFAULT_PORT = 9200
+DEFAULT_PREFIX = OPENSEARCH_DEFAULT_PREFIX
 
 # OpenSearch's index.max_result_window: from + size beyond it is refused, so deeper pages
 # are reached with search_after over a point-in-time snapshot instead.
@@ -50,9 +49,6 @@ BULK_RETRIES = 7
 BULK_BACKOFF = 0.5
 BULK_MAX_BACKOFF = 30
 
-_PREFIX_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,200}")
-_URL_OPTIONS = {"secure", "verify_certs", "ca_certs", "timeout", "shards", "replicas"}
-
 
 @dataclass(frozen=True)
 class Connection:
@@ -61,7 +57,7 @@ class Connection:
     hosts: tuple[tuple[str, int], ...]
     secure: bool = False
     user: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)
     verify_certs: bool = True
     ca_certs: str = ""
     timeout: float = 30.0
@@ -71,41 +67,26 @@ class Connection:
 
     @classmethod
     def from_url(cls, url: str, environ: Mapping[str, str] = os.environ) -> "Connection":
-        """``opensearch[s]://[user:password@]host[:port][,host[:port]...][/prefix][?option=value&...]``.
+        """An ``opensearch[s]://`` URL, parsed by storage.engine_urls (see OpenSearchUrl for its form).
 
-        Options: ``secure=true`` (same as opensearchs://), ``verify_certs=false``,
-        ``ca_certs=/path``, ``timeout`` (seconds), ``shards`` and ``replicas`` (of new index
-        versions). Credentials come from the URL, else from $POSTVAULT_OPENSEARCH_USER and
+        Credentials come from the URL, else from $POSTVAULT_OPENSEARCH_USER and
         $POSTVAULT_OPENSEARCH_PASSWORD (which keeps them out of URLs that end up in logs).
         """
-        parts = urlsplit(url)
-        if parts.scheme not in {"opensearch", "opensearchs"}:
-            raise ValueError(f"an OpenSearch URL starts with opensearch:// or opensearchs://, not {url!r}")
-        userinfo, _, hostlist = parts.netloc.rpartition("@")
-        user, _, password = userinfo.partition(":")
-        options = {name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()}
-        unknown = sorted(set(options) - _URL_OPTIONS)
-        if unknown:
-            raise ValueError(
-                f"unknown option(s) {', '.join(unknown)} in the OpenSearch URL; "
-                f"known: {', '.join(sorted(_URL_OPTIONS))}"
-            )
-        prefix = parts.path.strip("/") or DEFAULT_PREFIX
-        if not _PREFIX_RE.fullmatch(prefix):
-            raise ValueError(
-                f"the index prefix {prefix!r} (the URL path) must be lower-case letters, digits, '-', '_' or '.'"
-            )
+        return cls.from_parsed(parse_opensearch_url(url), environ)
+
+    @classmethod
+    def from_parsed(cls, parsed: OpenSearchUrl, environ: Mapping[str, str] = os.environ) -> "Connection":
         return cls(
-            hosts=tuple(_host(item) for item in hostlist.split(",")),
-            secure=parts.scheme == "opensearchs" or _flag(options, "secure", False),
-            user=unquote(user) or environ.get(USER_ENV, ""),
-            password=unquote(password) if user else environ.get(PASSWORD_ENV, ""),
-            verify_certs=_flag(options, "verify_certs", True),
-            ca_certs=options.get("ca_certs", ""),
-            timeout=_number(options, "timeout", 30.0, float),
-            prefix=prefix,
-            shards=_number(options, "shards", 1, int),
-            replicas=_number(options, "replicas", 1, int),
+            hosts=parsed.hosts,
+            secure=parsed.secure,
+            user=parsed.user or environ.get(USER_ENV, ""),
+            password=parsed.password if parsed.user else environ.get(PASSWORD_ENV, ""),
+            verify_certs=parsed.verify_certs,
+            ca_certs=parsed.ca_certs,
+            timeout=parsed.timeout,
+            prefix=parsed.prefix,
+            shards=parsed.shards,
+            replicas=parsed.replicas,
         )
 
     @property
@@ -127,41 +108,6 @@ class Connection:
             max_retries=2,
             retry_on_timeout=False,
         )
-
-
-def _host(item: str) -> tuple[str, int]:
-    parts = urlsplit("//" + item.strip())  # the URL parser knows [IPv6]:port
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"the port in {item!r} is not a number") from None
-    if not parts.hostname:
-        raise ValueError(f"no host name in the OpenSearch URL part {item!r}")
-    return parts.hostname, port or DEFAULT_PORT
-
-
-def _flag(options: Mapping[str, str], name: str, default: bool) -> bool:
-    value = options.get(name)
-    if value is None:
-        return default
-    if value.lower() in {"true", "1", "yes"}:
-        return True
-    if value.lower() in {"false", "0", "no"}:
-        return False
-    raise ValueError(f"{name}={value!r} in the OpenSearch URL: use true or false")
-
-
-def _number(options: Mapping[str, str], name: str, default: Any, kind: type) -> Any:
-    value = options.get(name)
-    if value is None:
-        return default
-    try:
-        number = kind(value)
-    except ValueError:
-        raise ValueError(f"{name}={value!r} in the OpenSearch URL is not a number") from None
-    if number < 0:
-        raise ValueError(f"{name}={value!r} in the OpenSearch URL must not be negative")
-    return number
 
 
 @dataclass(frozen=True)
