@@ -54,6 +54,15 @@ class _ImportCommand(_DeferredCommand):
 app = typer.Typer(help="postvault: mail gateway and compliance archive.", no_args_is_help=True, add_completion=False)
 
 
+@app.callback()
+def _private_files() -> None:
+    # Before any command writes: the catalogue, the index and the blobs it creates are
+    # readable by postvault's user alone, whatever umask the shell had.
+    from storage.private_files import keep_private
+
+    keep_private()
+
+
 @cache
 def _console(*, stderr: bool = False) -> Console:
     """Where rich output goes; rich is imported on first use (`search --json` never uses it)."""

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, create_engine, event
 
+from storage.private_files import private_file, private_folder
+
 if TYPE_CHECKING:  # alembic and the ORM are imported only by those who use them
     from alembic.config import Config
     from sqlalchemy.orm import Session, sessionmaker
@@ -78,7 +80,9 @@ def create_catalogue_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         database = url.split("///", 1)[-1]
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            # Created private before SQLite opens it: SQLite gives the -wal and -shm files
+            # the database file's mode, and creates the file itself with the umask's.
+            private_file(private_folder(Path(database).parent) / Path(database).name)
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")

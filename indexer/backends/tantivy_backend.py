@@ -18,6 +18,7 @@ from indexer.query import fields
 from indexer.query.ast import Node
 from indexer.scope import Scope, require_scope
 from indexer.search_backend import IndexLockedError, Hit, SearchBackendError, SearchPage, SortOrder
+from storage.private_files import private_folder
 
 # Date order is to the second, ties broken by id in the same direction, so that paging
 # through messages with identical dates (bulk imports) neither repeats nor skips any. Both
@@ -99,7 +100,7 @@ class TantivyBackend:
         self._threads = writer_threads
         self._schema = build_schema()
         try:
-            self._path.mkdir(parents=True, exist_ok=True)
+            private_folder(self._path)  # its files are the index of people's mail
             self._index = tantivy.Index(self._schema, path=str(self._path), reuse=True)
             self._index.config_reader(reload_policy="manual")
         except ValueError as error:
