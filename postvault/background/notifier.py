@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 from postvault.settings import Settings
 
 if TYPE_CHECKING:
-    from postvault.background.celery_app import PostvaultCelery
+    from celery import Celery
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,10 @@ class CeleryNotifier:
     max_tasks = 16
     _log_every = 60.0
 
-    def __init__(self, settings: Settings, *, app: PostvaultCelery | None = None) -> None:
-        from postvault.background.celery_app import make_celery
+    def __init__(self, settings: Settings, *, app: Celery | None = None) -> None:
+        from postvault.background.broker import make_publisher
 
-        self._app = app or make_celery(settings)
+        self._app = app or make_publisher(settings)
         self._batch_size = max(1, settings.index_batch_size)
         self._changed = threading.Condition()
         self._pending = 0
@@ -82,7 +82,7 @@ class CeleryNotifier:
         self._app.close()  # the broker connections it pooled
 
     def _run(self) -> None:
-        from postvault.background.celery_app import INDEX_BATCH
+        from postvault.background.broker import INDEX_BATCH
 
         while True:
             with self._changed:

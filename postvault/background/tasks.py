@@ -11,6 +11,7 @@ never a double or a lost index entry; lost tasks cost latency until the next swe
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from celery import shared_task
@@ -18,9 +19,10 @@ from sqlalchemy import func, or_, select
 
 from indexer.outbox import backlog, index_leased, lease_batch, utc_age
 from indexer.search_backend import IndexLockedError
-from postvault.background.celery_app import INDEX_BATCH, KICK_INDEXING, QUEUE, REINDEX, SWEEP_OUTBOX
+from postvault.background.broker import INDEX_BATCH, QUEUE, REINDEX
 from postvault.indexing import InProcessParser
 from postvault.memory import release_free_memory
+from postvault.schedule import PERIODIC_JOBS, PeriodicJob
 from storage.models import IndexOutbox
 from storage.timeutil import utcnow
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from postvault.background.celery_app import PostvaultCelery
+    from postvault.wiring import Archive
 
 log = logging.getLogger(__name__)
 
@@ -71,23 +74,39 @@ def index_batch(self: Task) -> dict[str, int]:
     return {"leased": len(leases), "indexed": report.indexed, "failed": report.failed}
 
 
-@shared_task(bind=True, name=KICK_INDEXING)
-def kick_indexing(self: Task, max_tasks: int = SWEEP_MAX_TASKS) -> int:
-    """Make enough index_batch tasks wait for the outbox's leasable backlog; returns how many were queued."""
-    return queue_for_backlog(self.app, max_tasks=max_tasks)
+@dataclass(frozen=True)
+class CeleryJobs:
+    """The scale-out profile's JobContext: indexing requests top the broker's queue up with index_batch tasks."""
+
+    app: PostvaultCelery
+
+    @property
+    def archive(self) -> Archive:
+        return self.app.archive
+
+    def request_indexing(self) -> int:
+        queued = queue_for_backlog(self.app, max_tasks=SWEEP_MAX_TASKS)
+        if queued:
+            waiting, oldest = backlog(self.archive.read_sessions)
+            age = utc_age(oldest)
+            log.info("outbox sweep: %d message(s) waiting, the oldest for %.0f s; queued %d index_batch task(s)",
+                     waiting, age.total_seconds() if age else 0, queued)
+        return queued
 
 
-@shared_task(bind=True, name=SWEEP_OUTBOX)
-def sweep_outbox(self: Task) -> int:
-    """Run by beat: re-enqueue work whose task was lost (broker restarted, worker killed, Redis down at ingest)."""
-    app: PostvaultCelery = self.app
-    queued = queue_for_backlog(app, max_tasks=SWEEP_MAX_TASKS)
-    if queued:
-        waiting, oldest = backlog(app.archive.read_sessions)
-        age = utc_age(oldest)
-        log.info("outbox sweep: %d message(s) waiting, the oldest for %.0f s; queued %d index_batch task(s)",
-                 waiting, age.total_seconds() if age else 0, queued)
-    return queued
+def _periodic_task(job: PeriodicJob) -> Task:
+    """The Celery task that beat sends for ``job`` (see postvault.background.celery_app.beat_schedule)."""
+
+    @shared_task(bind=True, name=job.task_name)
+    def run(self: Task) -> object:
+        return job.run(CeleryJobs(self.app))
+
+    run.__doc__ = job.run.__doc__
+    return run
+
+
+# One task per row of the periodic-job table, registered under the job's task name.
+PERIODIC_TASKS: dict[str, Task] = {job.name: _periodic_task(job) for job in PERIODIC_JOBS}
 
 
 # Reindexing a large archive takes longer than a batch; acks_late stays off because
@@ -129,4 +148,4 @@ def queued_tasks(app: PostvaultCelery) -> int:
         return int(connection.default_channel.queue_declare(queue=QUEUE).message_count)
 
 
-__all__ = ["SWEEP_MAX_TASKS", "index_batch", "kick_indexing", "leasable", "queue_for_backlog", "queued_tasks", "reindex", "sweep_outbox"]
+__all__ = ["PERIODIC_TASKS", "SWEEP_MAX_TASKS", "CeleryJobs", "index_batch", "leasable", "queue_for_backlog", "queued_tasks", "reindex"]
