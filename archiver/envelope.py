@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -12,6 +13,8 @@ class Envelope:
 
     ``rcpt_to`` keeps every RCPT TO (and so every Bcc recipient) in the order given and
     with its original spelling; lower-casing happens only where scopes are computed.
+    ``mail_from``, ``rcpt_to`` and ``helo`` are envelope text (see ``envelope_text``):
+    storable in any catalogue, and ``envelope_bytes`` gives back the bytes the client sent.
     """
 
     mail_from: str = ""
@@ -19,3 +22,43 @@ class Envelope:
     client_address: str = ""
     helo: str = ""
     received_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+# Envelope text is the client's bytes read as UTF-8, except for what a catalogue cannot
+# hold or a terminal should not be sent: bytes that are not UTF-8 (old MTAs send Latin-1
+# in HELO and MAIL FROM; RFC 6531 allows only UTF-8, but Postfix accepts them), NUL
+# (PostgreSQL text refuses it) and other control characters. Those are written \xHH and a
+# backslash is doubled, so the mapping is one-to-one and reversible.
+_NEEDS_ESCAPE = re.compile(r"[\\\x00-\x1f\x7f\udc80-\udcff]")
+_ESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2})")
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char == "\\":
+        return "\\\\"
+    code = ord(char)
+    return f"\\x{code - 0xDC00 if code >= 0xDC80 else code:02x}"
+
+
+def envelope_text(value: bytes | str) -> str:
+    """Envelope text for the bytes a client sent (or for a str decoded with surrogateescape,
+    as aiosmtpd hands over command arguments)."""
+    text = value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+    return _NEEDS_ESCAPE.sub(_escape, text)
+
+
+def envelope_bytes(text: str) -> bytes:
+    """The exact bytes behind a piece of envelope text: the inverse of ``envelope_text``."""
+    out = bytearray()
+    position = 0
+    for match in _ESCAPE.finditer(text):
+        out += text[position : match.start()].encode("utf-8")
+        escaped = match.group(1)
+        out += b"\\" if escaped == "\\" else bytes([int(escaped[1:], 16)])
+        position = match.end()
+    out += text[position:].encode("utf-8")
+    return bytes(out)
+
+
+__all__ = ["Envelope", "envelope_bytes", "envelope_text"]

@@ -12,6 +12,8 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
+from indexer.extraction.charsets import decode_bytes
+
 # A journal report (MS-XJRNL; "Understanding Journal Reports", Exchange 2007-2019 and
 # Exchange Online) is a multipart/mixed message marked by an X-MS-Journal-Report header
 # (usually with an empty value). Its first text/plain part is the envelope, one field per
@@ -206,12 +208,10 @@ def _transfer_decoded(headers: Message, body: bytes) -> bytes | None:
 
 
 def _decoded_text(headers: Message, body: bytes) -> str:
-    data = _transfer_decoded(headers, body) or b""
-    charset = headers.get_content_charset() or "utf-8"
-    try:
-        return data.decode(charset, errors="replace")
-    except LookupError:  # an unknown charset name: the field names and addresses are ASCII anyway
-        return data.decode("utf-8", errors="replace")
+    # The same charset rules as header and body text in the index: a label that is unknown
+    # or names a codec that is no charset (idna, unicode-escape) falls back, never raises.
+    text, _problem = decode_bytes(_transfer_decoded(headers, body) or b"", headers.get_content_charset())
+    return text
 
 
 __all__ = ["UnwrappedJournal", "is_journal_report", "unwrap_journal_report"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -11,9 +12,13 @@ from typing import Any, Protocol
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session
 
-from archiver.envelope import Envelope
+from archiver.envelope import Envelope, envelope_text
 from archiver.exchange_journal import is_journal_report, unwrap_journal_report
 from archiver.journal import Arrival, Journal, JournalError, JournalReceipt
+from archiver.journal_clients import AccountAuthenticator, JournalAccounts, JournalClients
+from archiver.smtp_limits import ConnectionGate, InFlightBytes
+from archiver.smtp_replies import UntrustedClientError, reply_for
+from archiver.smtp_session import JournalSMTP, client_address
 from storage.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -44,8 +49,8 @@ def arrival_for(raw: bytes, envelope: Envelope) -> Arrival:
         return Arrival(raw=raw, envelope=envelope, source="smtp",
                        source_detail="malformed journal report: no attached original message; archived as received")
     report_envelope = Envelope(
-        mail_from=unwrapped.sender,
-        rcpt_to=unwrapped.recipients,
+        mail_from=envelope_text(unwrapped.sender),
+        rcpt_to=tuple(envelope_text(recipient) for recipient in unwrapped.recipients),
         client_address=envelope.client_address,
         helo=envelope.helo,
         received_at=envelope.received_at,
@@ -54,26 +59,28 @@ def arrival_for(raw: bytes, envelope: Envelope) -> Arrival:
                    source_detail=f"journal report {unwrapped.report_message_id}".strip())
 
 
-def reply_for_failure(error: BaseException) -> str:
-    """The one place a failure becomes an SMTP reply: always transient, so the sender retries.
-
-    RFC 5321 4.2.5: once DATA is in, a 4yz reply means the server has not taken
-    responsibility and the client must try again later; 451 is "local error in
-    processing" and 4.3.0 (RFC 3463) "other or undefined mail system status".
-    """
-    if isinstance(error, JournalError):
-        return "451 4.3.0 Archive storage unavailable; message not accepted, try again later"
-    return "451 4.3.0 Temporary failure while archiving; message not accepted, try again later"
-
-
 class JournalHandler:
-    """aiosmtpd handler: records every RCPT exactly, journals on DATA, answers 250 only when durable."""
+    """aiosmtpd handler: trusted clients only, every RCPT kept exactly, journal on DATA, 250 only when durable."""
 
     def __init__(self, journal: Journal, executor: ThreadPoolExecutor | None = None,
-                 notify_indexer: Callable[[int], None] | None = None) -> None:
+                 notify_indexer: Callable[[int], None] | None = None,
+                 clients: JournalClients | None = None) -> None:
         self._journal = journal
         self._executor = executor
         self._notify_indexer = notify_indexer
+        self._clients = clients if clients is not None else JournalClients.parse(["127.0.0.0/8", "::1"])
+        self._storage_failing = False
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str, mail_options: list[str]) -> str:
+        # The journal archives whatever it is handed, under the recipients' scopes: only
+        # an allow-listed client or an account that authenticated (over TLS) may hand it mail.
+        client = client_address(session.peer)
+        if not (session.authenticated or self._clients.allows(client)):
+            log.info("refused mail from %s: not a journal client and not authenticated", client)
+            return reply_for(UntrustedClientError(client))
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Ok"
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str, rcpt_options: list[str]) -> str:
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
@@ -84,15 +91,17 @@ class JournalHandler:
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> str:
+        # aiosmtpd hands over arguments decoded as UTF-8 with surrogateescape (PEP 383);
+        # envelope_text keeps those bytes exactly, in a form every catalogue can store.
         facts = Envelope(
-            mail_from=envelope.mail_from or "",
-            rcpt_to=tuple(envelope.rcpt_tos),
-            client_address=_client_address(session.peer),
-            helo=session.host_name or "",
+            mail_from=envelope_text(envelope.mail_from or ""),
+            rcpt_to=tuple(envelope_text(recipient) for recipient in envelope.rcpt_tos),
+            client_address=client_address(session.peer),
+            helo=envelope_text(session.host_name or ""),
             received_at=utcnow(),
         )
         # original_content is the DATA payload with dot-stuffing removed and nothing else
-        # touched (decode_data=False), i.e. exactly the bytes the client sent.
+        # touched, i.e. exactly the bytes the client sent.
         raw = envelope.original_content or b""
         loop = asyncio.get_running_loop()
         try:
@@ -100,10 +109,22 @@ class JournalHandler:
             # one slow disk does not stall every other connection.
             receipt = await loop.run_in_executor(self._executor, self._archive, raw, facts)
         except Exception as error:
-            log.error("not archived (from %s, %d bytes, %d recipients): %s",
-                      facts.client_address, len(raw), len(facts.rcpt_to), error, exc_info=not isinstance(error, JournalError))
-            return reply_for_failure(error)
+            self._note_failure(error, facts, len(raw))
+            return reply_for(error)
+        if self._storage_failing:
+            self._storage_failing = False
+            log.warning("archive storage is working again")
+        log.info("accepted message %d (%s, %d bytes, %d recipients%s) from %s", receipt.message_id, receipt.sha256[:16],
+                 len(raw), len(facts.rcpt_to), ", already archived" if receipt.duplicate else "", facts.client_address)
         return f"250 2.0.0 Ok: archived {receipt.sha256[:16]}"
+
+    def _note_failure(self, error: Exception, facts: Envelope, size: int) -> None:
+        storage = isinstance(error, JournalError)
+        if storage and not self._storage_failing:
+            self._storage_failing = True
+            log.error("archive storage is failing; mail gets 451 until it works: %s", error)
+        log.warning("refused a message (%d bytes, %d recipients) from %s with 451: %s",
+                    size, len(facts.rcpt_to), facts.client_address, error, exc_info=not storage)
 
     def _archive(self, raw: bytes, facts: Envelope) -> JournalReceipt:
         receipt = self._journal.journal(arrival_for(raw, facts))
@@ -115,14 +136,16 @@ class JournalHandler:
         return receipt
 
 
-def _client_address(peer: Any) -> str:
-    if isinstance(peer, tuple) and peer:
-        return str(peer[0])
-    return str(peer or "")
-
-
 class _Controller(Controller):
     """aiosmtpd's threaded controller, able to bind port 0 (tests) and report the real port."""
+
+    def __init__(self, handler: Any, *, gate: ConnectionGate, in_flight: InFlightBytes, **options: Any) -> None:
+        super().__init__(handler, **options)
+        self._gate = gate
+        self._in_flight = in_flight
+
+    def factory(self) -> SMTP:
+        return JournalSMTP(self.handler, gate=self._gate, in_flight=self._in_flight, **self.SMTP_kwargs)
 
     def _trigger_server(self) -> None:
         if self.server is not None and self.server.sockets:
@@ -130,14 +153,29 @@ class _Controller(Controller):
         super()._trigger_server()
 
 
+def tls_context(settings: Any) -> ssl.SSLContext | None:
+    """The STARTTLS context (RFC 3207) from smtp_tls_cert / smtp_tls_key, or None without them."""
+    if not settings.smtp_tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.smtp_tls_cert, settings.smtp_tls_key or None)
+    return context
+
+
 class SmtpListener:
-    """The journal listener: host, port, size limit and greeting name come from settings."""
+    """The journal listener: address, limits, trusted clients, TLS and accounts come from settings."""
 
     def __init__(self, archive: HasJournal, settings: Any, *, workers: int = 4,
                  notify_indexer: Callable[[int], None] | None = None) -> None:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="smtp-journal")
+        clients = JournalClients.parse(settings.journal_clients)
+        self.tls = tls_context(settings)
+        accounts = JournalAccounts(settings.resolved_journal_accounts_file())
         self._controller = _Controller(
-            JournalHandler(archive.journal, self._executor, notify_indexer),
+            JournalHandler(archive.journal, self._executor, notify_indexer, clients),
+            gate=ConnectionGate(total=settings.smtp_max_connections, per_client=settings.smtp_max_connections_per_client),
+            in_flight=InFlightBytes(settings.smtp_max_inflight_bytes),
             hostname=settings.smtp_host,
             port=settings.smtp_port,
             server_hostname=settings.smtp_hostname,
@@ -145,6 +183,10 @@ class SmtpListener:
             data_size_limit=settings.max_message_bytes,
             enable_SMTPUTF8=True,  # RFC 6531: internationalised addresses are archived as sent
             decode_data=False,  # keep bytes; also makes aiosmtpd announce 8BITMIME (RFC 6152)
+            tls_context=self.tls,
+            # RFC 4954 4: AUTH is offered only once TLS is up, so passwords never travel in clear.
+            auth_require_tls=True,
+            authenticator=AccountAuthenticator(accounts),
         )
 
     @property
@@ -171,4 +213,4 @@ class SmtpListener:
         self.stop()
 
 
-__all__ = ["JournalHandler", "SmtpListener", "arrival_for", "reply_for_failure"]
+__all__ = ["JournalHandler", "SmtpListener", "arrival_for", "reply_for", "tls_context"]

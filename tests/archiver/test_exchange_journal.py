@@ -92,14 +92,15 @@ def test_ordinary_message_with_an_attached_message_is_not_a_report() -> None:
     assert unwrap_journal_report(b"") is None and unwrap_journal_report(b"\x00\x01garbage") is None
 
 
-def _synthetic_report(envelope: str, *, marker: str = "X-MS-Journal-Report:") -> bytes:
+def _synthetic_report(envelope: str | bytes, *, marker: str = "X-MS-Journal-Report:", charset: str = "") -> bytes:
     original = make_message(subject="inner")
+    content_type = f"text/plain; charset={charset}" if charset else "text/plain"
+    envelope_bytes = envelope if isinstance(envelope, bytes) else envelope.encode()
     return (
         f"From: journal@contoso.com\r\n{marker}\r\nMIME-Version: 1.0\r\n"
         'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
-        f"--b\r\nContent-Type: text/plain\r\n\r\n{envelope}\r\n"
-        "--b\r\nContent-Type: message/rfc822\r\n\r\n"
-    ).encode() + original + b"\r\n--b--\r\n"
+        f"--b\r\nContent-Type: {content_type}\r\n\r\n"
+    ).encode() + envelope_bytes + b"\r\n--b\r\nContent-Type: message/rfc822\r\n\r\n" + original + b"\r\n--b--\r\n"
 
 
 def test_recipients_deduplicate_case_insensitively_keeping_the_first_spelling() -> None:
@@ -121,3 +122,16 @@ def test_marker_spellings_exchange_itself_accepts(marker: str) -> None:
     raw = _synthetic_report("Sender: a@x.org\r\nRecipients: b@x.org, c@x.org\r\n", marker=marker)
     unwrapped = unwrap_journal_report(raw)
     assert unwrapped is not None and unwrapped.recipients == ("b@x.org", "c@x.org")
+
+
+# idna and punycode are codecs but not charsets (idna even refuses errors="replace"), the
+# escape codecs would turn "\\x41" into "A", base64 is not a text codec at all: a report
+# naming any of them, or a name Python does not know, is read with the same fallbacks as
+# every other text in the archive (indexer.extraction.charsets.decode_bytes).
+@pytest.mark.parametrize("charset", ["idna", "punycode", "unicode-escape", "raw-unicode-escape", "base64", "undefined",
+                                     "x-no-such-charset", '"utf-8*en"', "utf-7"])
+def test_envelope_part_in_any_declared_charset_is_read_with_the_common_fallbacks(charset: str) -> None:
+    raw = _synthetic_report(b"Sender: a@x.org\r\nSubject: caf\xe9 \\x41\r\nTo: b@x.org\r\nBcc: c@x.org\r\n", charset=charset)
+    unwrapped = unwrap_journal_report(raw)
+    assert unwrapped is not None
+    assert (unwrapped.sender, unwrapped.recipients) == ("a@x.org", ("b@x.org", "c@x.org"))

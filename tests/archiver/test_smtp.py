@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from archiver.envelope import envelope_bytes
 from archiver.exchange_journal import unwrap_journal_report
 from archiver.smtp import SmtpListener
 from postvault.settings import Settings
@@ -19,7 +20,10 @@ from postvault.wiring import Archive
 from storage.blobstore import BlobStore, sha256_hex
 from storage.models import Envelope as EnvelopeRow
 from storage.models import Message, MessageMailbox
+from storage import tables
+from tests import services
 from tests.archive_factory import make_message
+from tests.archiver.smtp_client import RawSmtp
 
 
 FIXTURES = Path(__file__).parent / "fixtures" / "exchange"
@@ -234,3 +238,94 @@ def test_same_report_delivered_twice_is_one_message_and_one_envelope(listener, a
     with archive.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Message)) == 1
         assert session.scalar(select(func.count()).select_from(EnvelopeRow)) == 1
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
+def catalogue_listener(request: pytest.FixtureRequest, make_settings: Callable[..., Settings]) -> Iterator[tuple[SmtpListener, Archive]]:
+    """A listener whose catalogue is SQLite, or a throw-away PostgreSQL schema."""
+    def run(database_url: str = "") -> Iterator[tuple[SmtpListener, Archive]]:
+        settings = make_settings(smtp_host="127.0.0.1", smtp_port=0, max_message_bytes=LIMIT, database_url=database_url)
+        built = Archive(settings)
+        built.sessions
+        try:
+            with SmtpListener(built, settings) as running:
+                yield running, built
+        finally:
+            built.close()
+
+    if request.param == "sqlite":
+        yield from run()
+    else:
+        with services.postgres_schema() as url:
+            yield from run(url)
+
+
+def envelope_rows(archive: Archive) -> list:  # type: ignore[type-arg]
+    with archive.sessions() as session:
+        return list(session.execute(select(tables.envelopes)).mappings())
+
+
+def test_an_8bit_envelope_is_archived_with_its_exact_bytes_and_a_retry_is_one_envelope(catalogue_listener) -> None:
+    # Latin-1 in HELO, MAIL FROM and RCPT TO (old MTAs send it; RFC 6531 allows only UTF-8),
+    # a NUL PostgreSQL text cannot hold, and a backslash, which the stored form escapes.
+    listener, archive = catalogue_listener
+    helo, sender = b"mta\\caf\xe9\x00.example", b"caf\xe9@example.com"
+    recipients = [b"b\xffb@example.org", "jörg@exämple.de".encode()]
+    raw = wire_message(subject="8-bit envelope")
+    for _ in range(2):  # the second delivery is the sender's retry after a lost 250
+        with RawSmtp(listener.host, listener.port) as smtp:
+            assert smtp.command(b"EHLO " + helo)[0] == 250
+            assert smtp.command(b"MAIL FROM:<" + sender + b">")[0] == 250
+            for recipient in recipients:
+                assert smtp.command(b"RCPT TO:<" + recipient + b">")[0] == 250
+            code, reply = smtp.data(raw)
+            assert code == 250, reply
+    assert archive.blobs.get(sha256_hex(raw)) == raw
+    [row] = envelope_rows(archive)
+    assert envelope_bytes(row["helo"]) == helo
+    assert envelope_bytes(row["mail_from"]) == sender
+    assert [envelope_bytes(recipient) for recipient in row["rcpt_to"]] == recipients
+    assert "\x00" not in row["helo"] and row["mail_from"].isprintable()
+
+
+def test_long_lines_and_bare_lf_line_ends_are_archived_byte_exact(listener, archive) -> None:
+    # Journal mail has both; Postfix takes both. Only CRLF.CRLF ends the data: ".\n" after a
+    # bare LF is content (RFC 5321 2.3.8, 4.1.1.4), as is "\r\n.\n".
+    message = (b"From: a@example.com\nTo: bob@example.org\nSubject: bare LF and long lines\n\n"
+               + b"x" * 5000 + b"\n" + b"y" * 3000 + b"\r\n"
+               + b".dot at the start of a 2000-byte line " + b"z" * 2000 + b"\r\n"
+               + b"a bare-LF dot line follows\n.\nand CRLF dot LF\r\n.\nend\r\n")
+    stuffed = message.replace(b"\r\n.", b"\r\n..")  # RFC 5321 4.5.2: the client doubles a dot after CRLF
+    with RawSmtp(listener.host, listener.port) as smtp:
+        assert smtp.command(b"EHLO client.example.net")[0] == 250
+        assert smtp.command(b"MAIL FROM:<a@example.com>")[0] == 250
+        assert smtp.command(b"RCPT TO:<bob@example.org>")[0] == 250
+        smtp.socket.sendall(b"DATA\r\n")
+        assert smtp.reply()[0] == 354
+        smtp.socket.sendall(stuffed + b".\r\n")
+        code, reply = smtp.reply()
+        assert code == 250, reply
+        assert smtp.command(b"NOOP")[0] == 250  # the session is still in step
+    [stored] = messages(archive)
+    assert archive.blobs.get(stored.sha256) == message
+
+
+def test_a_long_line_counts_towards_the_size_limit(listener, archive) -> None:
+    with RawSmtp(listener.host, listener.port) as smtp:
+        assert smtp.command(b"EHLO client.example.net")[0] == 250
+        assert smtp.command(b"MAIL FROM:<a@example.com>")[0] == 250
+        assert smtp.command(b"RCPT TO:<bob@example.org>")[0] == 250
+        assert smtp.data(b"Subject: big\r\n\r\n" + b"x" * (LIMIT * 3))[0] == 552
+        assert smtp.command(b"NOOP")[0] == 250
+    assert messages(archive) == []
+
+
+def test_a_journal_report_with_a_charset_that_is_no_charset_is_archived(listener, archive) -> None:
+    report = (FIXTURES / "exchange2016-to-cc-bcc-on-behalf-qp.eml").read_bytes().replace(b"\n", b"\r\n")
+    first_text_part = report.index(b"text/plain; charset=")
+    end = report.index(b"\r\n", first_text_part)
+    report = report[:first_text_part] + b"text/plain; charset=idna" + report[end:]
+    code, reply = deliver(listener, report, sender="", recipients=["journal@archive.contoso.com"])
+    assert code == 250, reply
+    [row] = envelopes(archive)
+    assert row.source == "journal-report" and row.mail_from == "assistant.ceo@contoso.com"
