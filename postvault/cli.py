@@ -164,12 +164,18 @@ def serve() -> None:
     stop = threading.Event()
     # Scale-out profile: Celery workers index (`postvault worker`); this process only
     # queues a task per message. Embedded profile: a thread here indexes, woken per commit.
-    worker = None
+    # The periodic jobs too: beat runs them on the scale-out profile, a thread here on the embedded one.
+    worker = scheduler = None
     if isinstance(notifier, InProcessNotifier):
+        from postvault.schedule import PERIODIC_JOBS, InProcessJobs, Scheduler
+
         worker = threading.Thread(target=run_indexer, args=(archive, stop, notifier.wake), name="indexer", daemon=True)
+        scheduler = Scheduler(PERIODIC_JOBS, InProcessJobs(archive, notifier.wake))
     listener.start()
     if worker:
         worker.start()
+    if scheduler:
+        scheduler.start(stop)
     indexing = "indexing in this process" if worker else f"indexing by Celery workers via {_without_password(settings.broker_url)}"
     _out().print(
         f"postvault: SMTP journal listener on {settings.smtp_host}:{listener.port}; "
@@ -241,12 +247,13 @@ def beat(
     interval: float = typer.Option(30.0, "--interval", min=0.5, help="Seconds between outbox sweeps."),
     loglevel: str = typer.Option("INFO", "--loglevel"),
 ) -> None:
-    """Run Celery beat: sweeps the outbox for work whose task was lost. Run exactly one per archive."""
+    """Run Celery beat: the periodic jobs (postvault.schedule), e.g. the outbox sweep. Run exactly one per archive."""
     from postvault.background.celery_app import make_celery, run_beat
+    from postvault.schedule import PERIODIC_JOBS, with_interval
 
     settings = _broker_settings("beat")
-    run_beat(make_celery(settings, sweep_interval=timedelta(seconds=interval)),
-             schedule_file=settings.data_dir / "celerybeat-schedule", loglevel=loglevel)
+    jobs = with_interval(PERIODIC_JOBS, "sweep_outbox", timedelta(seconds=interval))
+    run_beat(make_celery(settings, jobs=jobs), schedule_file=settings.data_dir / "celerybeat-schedule", loglevel=loglevel)
 
 
 @app.command("import", cls=_ImportCommand)
