@@ -21,8 +21,9 @@ import certifi
 import urllib3
 from minio import Minio
 from minio.error import InvalidResponseError, S3Error, ServerError
-from minio.helpers import MIN_PART_SIZE, md5sum_hash
+from minio.helpers import md5sum_hash
 from minio.retention import Retention
+from minio.time import to_iso8601utc
 from minio.xml import marshal
 
 from storage.blobstore import (
@@ -46,7 +47,9 @@ _LIST_PAGE = 1000  # ListObjectsV2's default and maximum page
 
 _NOT_FOUND = {"NoSuchKey", "NoSuchObject", "NoSuchVersion"}
 # Worth another attempt: throttling and the server's own trouble (any 5xx answer).
-_TRANSIENT = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeTooSkewed"}
+# ConditionalRequestConflict (409): another conditional write to the same key was in flight.
+_TRANSIENT = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeTooSkewed",
+              "ConditionalRequestConflict"}
 _BAD_CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
 _T = TypeVar("_T")
 
@@ -99,10 +102,13 @@ class S3BlobStore:
     against the bytes it received (BadDigest otherwise); each multipart part is covered
     by SigV4's payload hash (http) or Content-MD5 (https). Reads are re-hashed.
 
-    Write-once: a PUT happens only after a HEAD found no object. Two writers racing
-    between the HEAD and the PUT both store the same bytes (the key is their hash), so
-    the worst case is a second, identical version; both carry the lock they were asked
-    for, ``get`` returns either, and ``delete`` removes every version.
+    Write-once: a single PUT is conditional (``If-None-Match: *``), so the server
+    writes it only if the key is free; a multipart upload (16 MiB and more) happens only
+    after a HEAD found no object. Bytes already there get their lock raised instead. Two
+    multipart writers racing between the HEAD and the upload, or a server that ignores
+    conditional writes (S3 added them in 2024), store the same bytes twice (the key is
+    their hash): the worst case is a second, identical version; both carry the lock they
+    were asked for, ``get`` returns either, and ``delete`` removes every version.
 
     Failures are bounded for the SMTP edge, which must answer 451 within seconds when
     S3 is gone: short connect timeout, and retries with exponential backoff (connection
@@ -187,27 +193,54 @@ class S3BlobStore:
 
     def _store(self, digest: str, data: bytes, lock: LockRequest | None) -> None:
         key = self.key_for(digest)
-        if not self._exists(key, digest):
-            self._retrying(lambda: self._upload(key, digest, data, lock), action=f"put {key}", digest=digest)
-        elif lock is not None:
+        if len(data) < MULTIPART_THRESHOLD:
+            created = self._retrying(lambda: self._put_if_absent(key, digest, data, lock), action=f"put {key}", digest=digest)
+        elif not self._exists(key, digest):
+            self._retrying(lambda: self._upload_parts(key, digest, data, lock), action=f"put {key}", digest=digest)
+            created = True
+        else:
+            created = False
+        if not created and lock is not None:
             self._lock_at_least(key, digest, lock)
 
-    def _upload(self, key: str, digest: str, data: bytes, lock: LockRequest | None) -> None:
-        headers = {"x-amz-meta-sha256": digest}
-        if len(data) < MULTIPART_THRESHOLD:
-            headers["x-amz-checksum-sha256"] = base64.b64encode(bytes.fromhex(digest)).decode()
-            # minio splits anything over 5 MiB unless told the whole thing is one part.
-            part_size = len(data) if len(data) >= MIN_PART_SIZE else 0
-        else:
-            part_size = _PART_SIZE
+    def _put_if_absent(self, key: str, digest: str, data: bytes, lock: LockRequest | None) -> bool:
+        """One conditional PUT; False if the object was there already (nothing written).
+
+        ``If-None-Match: *`` (RFC 9110 section 13.1.2, S3's conditional writes) makes the
+        server store the bytes only if the key is free and answer 412 otherwise: the
+        write-once check and the write in one round trip, with no window between them.
+        """
+        headers = {
+            "Content-Type": "message/rfc822",
+            "If-None-Match": "*",
+            "x-amz-meta-sha256": digest,
+            "x-amz-checksum-sha256": base64.b64encode(bytes.fromhex(digest)).decode(),
+        }
+        if lock is not None:
+            headers["x-amz-object-lock-mode"] = lock.mode.value
+            headers["x-amz-object-lock-retain-until-date"] = to_iso8601utc(lock.retain_until) or ""
+        try:
+            self._raw("PUT", key, query={}, headers=headers, body=data)
+        except S3Error as error:
+            if error.code == "PreconditionFailed":
+                return False
+            raise
+        except ServerError as error:  # a 412 without an S3 error body
+            if error.status_code == 412:
+                return False
+            raise
+        return True
+
+    def _upload_parts(self, key: str, digest: str, data: bytes, lock: LockRequest | None) -> None:
+        # Each part is covered by SigV4's payload hash (http) or Content-MD5 (https).
         self._client.put_object(
             self.location.bucket,
             key,
             io.BytesIO(data),
             len(data),
             content_type="message/rfc822",
-            metadata=headers,
-            part_size=part_size,
+            metadata={"x-amz-meta-sha256": digest},
+            part_size=_PART_SIZE,
             retention=Retention(lock.mode.value, lock.retain_until) if lock else None,
         )
 

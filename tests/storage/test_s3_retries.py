@@ -17,6 +17,7 @@ from storage.blobstore import BlobStoreError, sha256_hex
 from storage.s3 import S3BlobStore, S3Location
 
 SLOW_DOWN = b"<?xml version='1.0'?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+PRECONDITION_FAILED = b"<?xml version='1.0'?><Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>"
 ACCESS_DENIED = b"<?xml version='1.0'?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
 
 
@@ -61,6 +62,8 @@ class TroubledS3:
                         return
                     status, body = {"slowdown": (503, SLOW_DOWN), "503": (503, b""), "403": (403, ACCESS_DENIED)}[fake.failure]
                     self._answer(status, body)
+                elif self.command == "PUT" and self.headers.get("If-None-Match") == "*" and self.path in fake.stored:
+                    self._answer(412, PRECONDITION_FAILED)
                 elif self.command == "PUT":
                     fake.stored[self.path] = data
                     self._answer(200, headers={"ETag": '"0"'})
@@ -102,15 +105,14 @@ def store_at(server: TroubledS3, **options: object) -> S3BlobStore:
 def test_throttling_and_server_errors_are_retried_until_the_write_lands(troubled, failure: str) -> None:
     server = troubled(failure, 2)
     assert store_at(server).put(b"message") == sha256_hex(b"message")
-    assert server.requests == ["HEAD", "HEAD", "HEAD", "PUT"]
+    assert server.requests == ["PUT", "PUT", "PUT"]
     assert list(server.stored.values()) == [b"message"]
 
 
 def test_retries_stop_after_the_attempts_and_say_why(troubled) -> None:
-    """(A HEAD answer has no body, so the 503 is all a HEAD can report of SlowDown.)"""
     server = troubled("slowdown", 100)
     started = time.monotonic()
-    with pytest.raises(BlobStoreError, match="after 4 attempts: .*503"):
+    with pytest.raises(BlobStoreError, match="after 4 attempts: SlowDown"):
         store_at(server).put(b"message")
     assert len(server.requests) == 4 and time.monotonic() - started < 3
 
@@ -119,7 +121,7 @@ def test_a_refusal_is_not_retried(troubled) -> None:
     server = troubled("403", 100)
     with pytest.raises(BlobStoreError, match="AccessDenied"):
         store_at(server).put(b"message")
-    assert server.requests == ["HEAD"]
+    assert server.requests == ["PUT"]
 
 
 def test_a_server_that_never_answers_fails_within_the_retry_budget(troubled) -> None:
@@ -130,3 +132,16 @@ def test_a_server_that_never_answers_fails_within_the_retry_budget(troubled) -> 
         store_at(server, read_timeout=0.5, retry_seconds=1.0).put(b"message")
     assert time.monotonic() - started < 2.5
     assert 2 <= len(server.requests) <= 3
+
+
+def test_a_new_blob_costs_one_conditional_put_and_existing_bytes_are_not_written_again(troubled) -> None:
+    """If-None-Match: * does the write-once check in the PUT itself: no HEAD round trip first."""
+    server = troubled("503", 0)
+    store = store_at(server)
+    digest = store.put(b"message")
+    assert server.requests == ["PUT"]
+    (path,) = server.stored
+    server.stored[path] = b"what the server holds"
+    assert store.put(b"message") == digest
+    assert server.requests == ["PUT", "PUT"]  # answered 412: the stored object was left alone
+    assert server.stored[path] == b"what the server holds"
