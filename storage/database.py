@@ -28,10 +28,6 @@ _VERSION_TABLE = "alembic_version"
 _REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(.+?)\s*$", re.MULTILINE)
 
 
-class CatalogueError(RuntimeError):
-    """The catalogue database is unreachable or refused a write."""
-
-
 # How long a new connection keeps asking for WAL mode while other processes hold the
 # database (the same patience as the busy timeout every other statement gets).
 _WAL_PATIENCE_SECONDS = 60.0
