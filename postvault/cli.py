@@ -198,6 +198,31 @@ def serve() -> None:
     archive.close()
 
 
+journal_account = typer.Typer(help="Accounts that may journal over SMTP AUTH after STARTTLS.", no_args_is_help=True)
+app.add_typer(journal_account, name="journal-account")
+
+
+@journal_account.command("add")
+def journal_account_add(
+    name: str = typer.Argument(..., help="Account name the journaling server logs in with."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input instead of asking."),
+) -> None:
+    """Add a journal account, or give one a new password; only its argon2 hash is stored."""
+    from archiver.journal_clients import JournalAccountError, add_account
+
+    path = _settings().resolved_journal_accounts_file()
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        new = add_account(path, name, password)
+    except JournalAccountError as error:
+        _err().print(f"postvault journal-account: {error}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    _out().print(f"journal account {name} {'added to' if new else 'updated in'} {path}", markup=False, highlight=False)
+
+
 def _broker_settings(command: str) -> Settings:
     settings = _settings()
     if not settings.broker_url:
