@@ -18,7 +18,7 @@ from storage.blobstore import BlobStore, BlobStoreError, LockRequest, sha256_hex
 from storage.models import Envelope as EnvelopeRow
 from storage.models import IndexOutbox, Message, MessageDomain, MessageMailbox
 from storage.sql import insert_ignoring_conflicts, insert_returning_inserted, upsert
-from storage.text import storable
+from storage.text import escaped, storable
 from storage.timeutil import as_utc, utcnow
 
 
@@ -220,7 +220,9 @@ def _envelope_row(message_id: int, arrival: Arrival, now) -> dict:  # type: igno
         "helo": envelope.helo,
         "received_at": as_utc(envelope.received_at) or now,
         "source": arrival.source,
-        "source_detail": arrival.source_detail,
+        # Envelope text (archiver.envelope.envelope_text) is storable as it is; the source
+        # detail (an import's file path, which need not be UTF-8) is kept exactly, escaped.
+        "source_detail": escaped(arrival.source_detail),
     }
 
 

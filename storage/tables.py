@@ -33,8 +33,10 @@ metadata = MetaData()
 # 255 octets, and a scope key is never truncated (two domains would share one scope).
 ADDRESS_LENGTH = 320
 
-# Text derived from mail (the header summaries of ``messages``, the scope keys) goes in
-# through ``storage.text.storable``: no engine refuses it.
+# Text from mail goes in through storage.text, so that no engine refuses it: what is derived
+# from the blob (the header summaries of ``messages``, the scope keys) as ``storable``; what
+# exists only here exactly, as ``escaped`` (envelopes.source_detail, import_checkpoints.path)
+# or as envelope text (the rest of ``envelopes``, escaped the same way at the SMTP edge).
 
 
 def _message_id(*, primary_key: bool = False, index: bool | None = None) -> Column[int]:

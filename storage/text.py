@@ -1,4 +1,4 @@
-"""Text derived from mail as the catalogue stores it: NUL and lone surrogates made storable on every engine."""
+"""Text from mail as the catalogue stores it: NUL and lone surrogates made storable on every engine."""
 
 from __future__ import annotations
 
@@ -24,3 +24,44 @@ def storable(text: str) -> str:
     length, and idempotent.
     """
     return text if text.isascii() and "\x00" not in text else _UNSTORABLE.sub("\ufffd", text)
+
+
+# What ``escaped`` writes as an escape sequence: a backslash, NUL, a lone surrogate.
+_TO_ESCAPE = re.compile("[\\\\\x00\ud800-\udfff]")
+# What ``unescaped`` reads back. ``\xHH`` is also what archiver.envelope.envelope_text
+# writes for a byte it escapes, so one function reads both back.
+_ESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2}|u[d][89a-f][0-9a-f]{2})")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code == 0x5C:
+        return "\\\\"
+    if code == 0 or 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code & 0xFF:02x}"  # NUL, or a byte that was not UTF-8 (PEP 383)
+    return f"\\u{code:04x}"  # any other lone surrogate (from JSON's \\ud800, say)
+
+
+def _unescape(match: re.Match[str]) -> str:
+    sequence = match.group(1)
+    if sequence == "\\":
+        return "\\"
+    code = int(sequence[1:], 16)
+    return chr(0xDC00 + code if sequence[0] == "x" and code >= 0x80 else code)
+
+
+def escaped(text: str) -> str:
+    """``text`` in the reversible form of the columns whose text exists nowhere else.
+
+    An import's source path, say, is not in the blob, and a file name need not be UTF-8.
+    A backslash is doubled, NUL becomes ``\\x00``, a byte that was not UTF-8 (a lone
+    surrogate U+DC80..U+DCFF under ``surrogateescape``) ``\\xHH`` and any other lone
+    surrogate ``\\uHHHH``; ``unescaped`` gives the original back. Text with none of these
+    is unchanged.
+    """
+    return _TO_ESCAPE.sub(_escape, text)
+
+
+def unescaped(text: str) -> str:
+    """The original of ``escaped(original)``, or the surrogateescape text of envelope text's bytes."""
+    return _ESCAPE.sub(_unescape, text) if "\\" in text else text

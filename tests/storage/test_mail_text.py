@@ -16,7 +16,7 @@ from archiver.journal import Arrival, mailboxes_of
 from postvault.settings import Settings
 from postvault.wiring import Archive
 from storage.tables import envelopes, message_domains, message_mailboxes, messages
-from storage.text import storable
+from storage.text import escaped, storable, unescaped
 from tests import services
 
 
@@ -83,6 +83,16 @@ def test_a_domain_of_298_characters_is_one_scope_key_kept_whole(archive_on: Arch
     assert boxes == {f"a@{LONG_DOMAIN}"} and domains == {LONG_DOMAIN}
 
 
+def test_a_source_path_that_is_not_utf8_is_kept_exactly(archive_on: Archive) -> None:
+    """The source detail (an import's path) is not in the blob: it must come back as it went
+    in, whatever bytes the file name has (os.fsdecode gives them as lone surrogates)."""
+    detail = "/mail/caf\udce9\\x00/\x00.eml:7"
+    receipt = archive_on.journal.journal(Arrival(message(b"From: a@b.example"), Envelope(), "import", source_detail=detail))
+    _row, (stored,), _boxes, _domains = catalogued(archive_on, receipt.message_id)
+    assert unescaped(stored["source_detail"]) == detail
+    assert stored["source_detail"] == "/mail/caf\\xe9\\\\x00/\\x00.eml:7"
+
+
 # Header values a hostile or broken sender can send: any byte but CR and LF (which end the
 # field), with NUL and 8-bit bytes likely, encoded words in odd charsets, long domains.
 _HEADER_BYTES = st.binary(max_size=60).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
@@ -131,6 +141,20 @@ def test_storable_leaves_nothing_an_engine_refuses(text: str) -> None:
     assert storable(stored) == stored and len(stored) == len(text)
 
 
-def test_text_without_nul_or_surrogates_is_stored_as_it_is() -> None:
-    for text in ("alice@example.com", "Grüße, 東京", "", "back\\slash"):
-        assert storable(text) == text
+@given(st.text(alphabet=st.characters(codec=None, exclude_categories=())))
+def test_escaped_round_trips_and_leaves_nothing_an_engine_refuses(text: str) -> None:
+    stored = escaped(text)
+    assert unescaped(stored) == text and "\x00" not in stored
+    stored.encode("utf-8")
+
+
+@given(st.binary())
+def test_escaped_bytes_read_back_as_the_same_bytes(raw: bytes) -> None:
+    """A byte that is not UTF-8 is written \\xHH, the form envelope text uses too."""
+    assert unescaped(escaped(raw.decode("utf-8", "surrogateescape"))).encode("utf-8", "surrogateescape") == raw
+
+
+def test_text_without_nul_surrogates_or_backslashes_is_stored_as_it_is() -> None:
+    for text in ("alice@example.com", "Grüße, 東京", "", "mx1.example.net"):
+        assert storable(text) == text == escaped(text) == unescaped(text)
+    assert storable("back\\slash") == "back\\slash"

@@ -13,7 +13,8 @@ from sqlalchemy import create_engine, delete, insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from storage.database import alembic_config
-from storage.tables import domain_policies, message_domains, messages, metadata
+from storage.tables import domain_policies, envelopes, import_checkpoints, message_domains, messages, metadata
+from storage.text import escaped, unescaped
 from tests.services import postgres_schema
 
 NOW = datetime(2026, 11, 27, tzinfo=timezone.utc)
@@ -55,10 +56,31 @@ def check_every_revision_up_and_back(url: str) -> None:
             connection.execute(insert(domain_policies).values(**row, domain=long_domain, retention_days=30))
         with engine.connect() as connection:
             assert connection.scalar(select(message_domains.c.domain)) == long_domain
-            assert compare_metadata(MigrationContext.configure(connection), metadata) == []
         with engine.begin() as connection:  # the way down is for domains that fit the old columns
             connection.execute(delete(message_domains))
             connection.execute(delete(domain_policies).where(domain_policies.c.domain == long_domain))
+
+        # Text written before 0004, when a backslash was only a backslash, means the same after it.
+        written_before = {"mail_from": "a\\b@example.com", "helo": "h\\x00", "source_detail": "C:\\mail\\1.eml",
+                          "rcpt_to": ["c\\d@example.org", "plain@example.org"]}
+        with engine.begin() as connection:
+            connection.execute(insert(envelopes).values(message_id=message_id, fingerprint="f" * 64, client_address="",
+                                                        received_at=NOW, source="import", **written_before))
+            connection.execute(insert(import_checkpoints).values(source_key="k" * 64, path="/a\\b", position=0,
+                                                                 finished=False, updated_at=NOW))
+        command.upgrade(config, "0004")
+        with engine.connect() as connection:
+            stored = connection.execute(select(envelopes)).mappings().one()
+            assert {column: stored[column] for column in written_before} == {
+                "mail_from": escaped("a\\b@example.com"), "helo": escaped("h\\x00"),
+                "source_detail": escaped("C:\\mail\\1.eml"), "rcpt_to": [escaped("c\\d@example.org"), "plain@example.org"]}
+            assert unescaped(stored["helo"]) == "h\\x00"
+            assert unescaped(connection.scalar(select(import_checkpoints.c.path))) == "/a\\b"
+            assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+        command.downgrade(config, "0003")
+        with engine.connect() as connection:
+            stored = connection.execute(select(envelopes)).mappings().one()
+            assert {column: stored[column] for column in written_before} == written_before
 
         command.downgrade(config, "0001")
         assert "domain_policies" not in inspect(engine).get_table_names()
