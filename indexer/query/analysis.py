@@ -14,8 +14,12 @@ from bisect import bisect_right
 #      of them, so "会議" finds "会議室" too: substring search, as CJK search engines do;
 #   1. a word is a maximal run of characters that are Unicode Alphabetic or Numeric
 #      (Rust ``char::is_alphanumeric``; Java ``[\p{IsAlphabetic}\p{N}]``);
-#   2. a word of MAX_TOKEN_BYTES or more UTF-8 bytes (counted before lower-casing) is
-#      dropped, though it still takes up a position;
+#   2. a word of MAX_TOKEN_BYTES or more UTF-8 bytes (counted before lower-casing) would be
+#      dropped by the engines (tantivy's ``default`` analyzer, and Lucene refuses terms over
+#      32766 bytes), so ``index_text`` cuts it first into pieces of at most
+#      MAX_TOKEN_BYTES - 1 bytes, one word each: a long token (a SHA-1, a tracking id, a
+#      long compound word) is then found as the phrase of its pieces, in both engines, and
+#      a prefix of its first piece finds it too;
 #   3. each character is lower-cased on its own (so a final sigma becomes plain sigma).
 # No stemming, no stop words, no accent folding: "Straße" matches only "straße".
 MAX_TOKEN_BYTES = 40
@@ -111,12 +115,12 @@ def _lower(word: str) -> str:
 
 
 def split_words(text: str) -> tuple[str, ...]:
-    """The words the index holds for ``text``, in order, lower-cased; long words dropped."""
+    """The words the index holds for ``text``, in order, lower-cased; long words in pieces."""
     return tuple(_lower(word) for word in words_as_written(text))
 
 
 def words_as_written(text: str) -> tuple[str, ...]:
-    """The words of ``text`` before lower-casing (long words dropped), for a query's AST.
+    """The words of ``text`` before lower-casing (long words in pieces), for a query's AST.
 
     The AST keeps words as written and each backend's compiler analyses them once, through
     ``split_words``. Analysing twice is not harmless: "İ" lower-cases to "i" plus a
@@ -145,10 +149,75 @@ def is_ideographic(word: str) -> bool:
 
 def index_text(text: str) -> str:
     """``text`` as an analysed field is indexed: every ideographic character (rule 0) set
-    apart by spaces, so that engines splitting at non-word characters make it a word."""
-    if text.isascii() or _IDEOGRAPH_RE.search(text) is None:
+    apart by spaces, and every long word (rule 2) cut into pieces set apart by spaces, so
+    that engines splitting at non-word characters make each a word."""
+    if not text.isascii() and _IDEOGRAPH_RE.search(text) is not None:
+        text = _IDEOGRAPH_RE.sub(r" \g<0> ", text)
+    if _LONG_RUN not in text.encode("utf-8", "surrogatepass").translate(_RUN_BYTES):
         return text
-    return _IDEOGRAPH_RE.sub(r" \g<0> ", text)
+    return _cut_long_words(text)
+
+
+# Every byte that may belong to a word (ASCII letters and digits, and all bytes of non-ASCII
+# characters) becomes "a", every other byte a space: a text without MAX_TOKEN_BYTES "a"s in
+# a row has no long word. Two C calls per value, where a regular expression looking for
+# long words cost more than all the rest of indexing a field.
+_RUN_BYTES = bytes(ord("a") if byte >= 0x80 or chr(byte).isalnum() else ord(" ") for byte in range(256))
+_LONG_RUN = b"a" * MAX_TOKEN_BYTES
+
+
+def _cut_long_words(text: str) -> str:
+    """``text`` with each word of MAX_TOKEN_BYTES or more cut into pieces (rule 2)."""
+    min_chars = MAX_TOKEN_BYTES // 4  # a shorter run of characters cannot be a long word
+    chunks = text.split()
+    parts: list[str] = []
+    done = cursor = 0
+    for chunk in chunks:
+        if len(chunk) < min_chars:
+            continue
+        at = text.find(chunk, cursor)
+        cursor = at + len(chunk)
+        if len(chunk.encode("utf-8", "surrogatepass")) < MAX_TOKEN_BYTES:
+            continue
+        for start, end in _word_spans(chunk, at):
+            word = text[start:end]
+            if len(word.encode("utf-8")) >= MAX_TOKEN_BYTES:
+                parts.append(text[done:start])
+                parts.append(" ".join(_pieces(word)))
+                done = end
+    if not parts:
+        return text
+    parts.append(text[done:])
+    return "".join(parts)
+
+
+def _word_spans(run: str, offset: int) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    start = None
+    for position, char in enumerate(run):
+        if is_word_char(char):
+            if start is None:
+                start = position
+        elif start is not None:
+            spans.append((offset + start, offset + position))
+            start = None
+    if start is not None:
+        spans.append((offset + start, offset + len(run)))
+    return spans
+
+
+def _pieces(word: str) -> list[str]:
+    """``word`` cut greedily into pieces of at most MAX_TOKEN_BYTES - 1 UTF-8 bytes."""
+    pieces: list[str] = []
+    start = size = 0
+    for position, char in enumerate(word):
+        width = len(char.encode("utf-8"))
+        if size + width >= MAX_TOKEN_BYTES:
+            pieces.append(word[start:position])
+            start, size = position, 0
+        size += width
+    pieces.append(word[start:])
+    return pieces
 
 
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")

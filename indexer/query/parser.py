@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from enum import Enum
 
-from indexer.query.analysis import is_ideographic, words_as_written, without_surrogates
+from indexer.query.analysis import MAX_TOKEN_BYTES, is_ideographic, words_as_written, without_surrogates
 from indexer.query.ast import (
     And,
     DateRange,
@@ -76,7 +76,10 @@ def parse_query(text: str, *, today: date | None = None) -> Node:
 
     Operators are upper case only; ``and``/``or``/``not`` are words. A word is split into index
     words the way the index splits text, so ``budget-2024`` is the phrase "budget 2024"; a word
-    with nothing searchable in it (``&``) is ignored in free text. ``prefix*`` is a word prefix.
+    with nothing searchable in it (``&``) is ignored in free text beside other terms ("Tom & Jerry"),
+    and an error where nothing else is left to search for, or to exclude. A word of 40 bytes or
+    more (a SHA-1, a tracking id) is the phrase of the pieces the index cuts it into, so it finds
+    itself exactly (``indexer.query.analysis``, rule 2). ``prefix*`` is a word prefix.
     ``a NEAR/n b`` finds both words with at most n words between them, in either order
     (``a NEAR/n a``: two occurrences of a).
     ``field:(...)`` applies the field to every term inside, where no other field may appear.
@@ -100,7 +103,10 @@ def parse_query(text: str, *, today: date | None = None) -> Node:
         return MatchAll()
     parser = _Parser(tokens, today or datetime.now(timezone.utc).date())
     node = parser.parse()
-    return MatchAll() if node is None else node
+    if isinstance(node, _Unsearchable):
+        # Matching everything would answer a question nobody asked.
+        raise QuerySyntaxError(f"{_quoted(node.text)} has nothing to search for: words are letters and digits", node.pos)
+    return node
 
 
 # --- tokens ---
@@ -196,8 +202,20 @@ def _classify(chunk: str, pos: int, end: int, *, operators: bool) -> _Token:
 # --- parser ---
 
 
+@dataclass(frozen=True)
+class _Unsearchable:
+    """A free-text word with no letters or digits (``&``): dropped beside other terms, as
+    "Tom & Jerry" means; an error where it would be all there is, or all a NOT excludes."""
+
+    text: str
+    pos: int
+
+
+_Parsed = Node | _Unsearchable
+
+
 class _Parser:
-    """Recursive descent over the token list; ``None`` stands for "nothing searchable here"."""
+    """Recursive descent over the token list."""
 
     def __init__(self, tokens: list[_Token], today: date) -> None:
         self._tokens = tokens
@@ -205,7 +223,7 @@ class _Parser:
         self._today = today
         self._depth = 0
 
-    def parse(self) -> Node | None:
+    def parse(self) -> _Parsed:
         node = self._or(None, None)
         token = self._peek()
         if token is not None:  # only a ')' without its '(' can stop the top level early
@@ -220,14 +238,14 @@ class _Parser:
         self._i += 1
         return token
 
-    def _or(self, field: Field | None, after: _Token | None) -> Node | None:
+    def _or(self, field: Field | None, after: _Token | None) -> _Parsed:
         children = [self._and(field, after)]
         while (token := self._peek()) is not None and token.kind is _Kind.OR:
             self._next()
             children.append(self._and(field, token))
         return _combine(Or, children)
 
-    def _and(self, field: Field | None, after: _Token | None) -> Node | None:
+    def _and(self, field: Field | None, after: _Token | None) -> _Parsed:
         children = [self._unary(field, after)]
         while (token := self._peek()) is not None:
             if token.kind is _Kind.AND:
@@ -241,7 +259,7 @@ class _Parser:
                 break
         return _combine(And, children)
 
-    def _unary(self, field: Field | None, after: _Token | None) -> Node | None:
+    def _unary(self, field: Field | None, after: _Token | None) -> _Parsed:
         """One operand; ``after`` is the operator or '(' that asked for it, for error messages."""
         token = self._peek()
         if token is None or token.kind is _Kind.RPAREN:
@@ -259,7 +277,11 @@ class _Parser:
             self._enter(token)
             child = self._unary(field, token)
             self._depth -= 1
-            return None if child is None else Not(child)
+            if isinstance(child, _Unsearchable):
+                raise QuerySyntaxError(
+                    f"{_quoted(child.text)} has nothing to search for, so excluding it would exclude nothing", child.pos
+                )
+            return Not(child)
         return self._primary(field)
 
     def _enter(self, token: _Token) -> None:
@@ -267,7 +289,7 @@ class _Parser:
         if self._depth > MAX_DEPTH:
             raise QuerySyntaxError("query is nested too deeply", token.pos)
 
-    def _primary(self, field: Field | None) -> Node | None:
+    def _primary(self, field: Field | None) -> _Parsed:
         token = self._next()
         if token.kind is _Kind.LPAREN:
             return self._group(field, token)
@@ -282,7 +304,7 @@ class _Parser:
             return _size(token)
         return self._field(token)
 
-    def _group(self, field: Field | None, opener: _Token) -> Node | None:
+    def _group(self, field: Field | None, opener: _Token) -> _Parsed:
         self._enter(opener)
         node = self._or(field, opener)
         self._depth -= 1
@@ -292,7 +314,7 @@ class _Parser:
         self._next()
         return node
 
-    def _field(self, token: _Token) -> Node | None:
+    def _field(self, token: _Token) -> _Parsed:
         name, value = token.name, token.text
         if name in _DATE_FIELDS:
             return _date_range(name, value, token.value_pos, self._today)
@@ -313,7 +335,7 @@ class _Parser:
                 return self._group(field, following)
         raise QuerySyntaxError(f"{name}: needs a value right after the colon", token.pos)
 
-    def _word(self, field: Field, text: str, pos: int) -> Node | None:
+    def _word(self, field: Field, text: str, pos: int) -> _Parsed:
         """A bare word: maybe a prefix, maybe the left side of NEAR/n."""
         near = self._peek()
         if near is not None and near.kind is _Kind.NEAR:
@@ -342,8 +364,8 @@ class _Parser:
             raise QuerySyntaxError(f"{following.text} joins two words; combine pairs with AND", following.pos)
         return Near(field, words[0], words[1], near.distance)
 
-    def _value(self, field: Field, text: str, pos: int) -> Node | None:
-        """A word or phrase in ``field``; in free text an unsearchable one counts as nothing."""
+    def _value(self, field: Field, text: str, pos: int) -> _Parsed:
+        """A word or phrase in ``field``; in free text an unsearchable one is marked as such."""
         if is_keyword_field(field):
             value = normalise_exact(field, text)
             if not value:
@@ -354,7 +376,7 @@ class _Parser:
         words = words_as_written(text)
         if not words:
             if field is Field.TEXT:
-                return None
+                return _Unsearchable(text, pos)
             raise QuerySyntaxError(f"{field.value}: has nothing searchable in {_quoted(text)}", pos)
         return Term(field, words[0]) if len(words) == 1 else Phrase(field, words)
 
@@ -378,7 +400,7 @@ def _prefix(field: Field, text: str, pos: int, star: int) -> Prefix | Phrase:
         # of characters, which already finds them inside longer words: "議事*" is "議事".
         return Phrase(field, words)
     if len(words) != 1:
-        raise QuerySyntaxError("* makes a prefix of one word only", pos)
+        raise QuerySyntaxError(f"* makes a prefix of one word only, of fewer than {MAX_TOKEN_BYTES} bytes", pos)
     return Prefix(field, words[0])
 
 
@@ -433,13 +455,13 @@ def _day_after(day: date) -> date | None:
     return None if day == date.max else day + timedelta(days=1)
 
 
-def _combine(kind: type[And] | type[Or], children: list[Node | None]) -> Node | None:
-    """Drop empty operands and flatten nested operators of the same kind."""
+def _combine(kind: type[And] | type[Or], children: list[_Parsed]) -> _Parsed:
+    """Drop unsearchable operands while others remain, and flatten nested operators of the same kind."""
     flat: list[Node] = []
     for child in children:
-        if child is None:
+        if isinstance(child, _Unsearchable):
             continue
         flat.extend(child.children if isinstance(child, kind) else (child,))
     if not flat:
-        return None
+        return children[0]  # all unsearchable: the first stands for them, with its position
     return flat[0] if len(flat) == 1 else kind(tuple(flat))

@@ -34,8 +34,10 @@ from indexer.query.fields import (
         ("İ", ("i̇",)),
         ("हिन्दी", ("हिन", "दी")),  # vowel signs are letters, the virama is not
         ("x" * 39, ("x" * 39,)),
-        ("x" * 40, ()),  # 40 bytes or more: dropped
-        ("é" * 20, ()),  # 20 characters but 40 bytes
+        ("x" * 40, ("x" * 39, "x")),  # 40 bytes or more: cut into pieces of at most 39 bytes
+        ("é" * 20, ("é" * 19, "é")),  # 20 characters but 40 bytes
+        ("Ab" * 50 + "-c", ("ab" * 19 + "a", "ba" * 19 + "b", "ab" * 11, "c")),
+        ("ж" * 19 + "z" * 3, ("ж" * 19 + "z", "zz")),  # cut by bytes: 38 + 1, then 2
         ("", ()),
         ("--- !!!", ()),
     ],

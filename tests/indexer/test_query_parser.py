@@ -62,13 +62,16 @@ PARSES: list[tuple[str, Node]] = [
     ('"Budget  Forecast"', Phrase(T, ("Budget", "Forecast"))),
     ('"budget"', text("budget")),
     ("a & b", And((text("a"), text("b")))),
-    ("&", MatchAll()),
-    ('""', MatchAll()),
-    ("NOT &", MatchAll()),
+    ("budget (&)", text("budget")),
+    ("& OR budget", text("budget")),
+    ("NOT (& budget)", Not(text("budget"))),
     ("ΟΔΟΣ", text("ΟΔΟΣ")),
     ("Straße", text("Straße")),
     ("हिन्दी", Phrase(T, ("हिन", "दी"))),
-    ("x" * 40 + " y", text("y")),
+    # 40 bytes or more: the phrase of the pieces the index cuts it into (rule 2 of the analysis)
+    ("x" * 40 + " y", And((Phrase(T, ("x" * 39, "x")), text("y")))),
+    ("3F786850E387550FDAB836ED7E6DC881DE23001B", Phrase(T, ("3F786850E387550FDAB836ED7E6DC881DE23001", "B"))),
+    ("NOT " + "é" * 20, Not(Phrase(T, ("é" * 19, "é")))),
     # fields
     ("from:alice", Term(Field.FROM, "alice")),
     ("FROM:alice", Term(Field.FROM, "alice")),
@@ -166,6 +169,17 @@ ERRORS: list[tuple[str, int, str]] = [
     ("subject:", 0, "subject: needs a value"),
     ("subject: budget", 0, "subject: needs a value"),
     ("subject:!!!", 8, "nothing searchable"),
+    # free-text words with nothing to search for: never "everything"
+    ("&", 0, "'&' has nothing to search for"),
+    ('""', 0, "'' has nothing to search for"),
+    ("& ... ,", 0, "nothing to search for"),
+    ("(&) OR !!", 1, "nothing to search for"),
+    ("NOT &", 4, "excluding it would exclude nothing"),
+    ("budget -&", 8, "excluding it would exclude nothing"),
+    ("budget NOT (& !!)", 12, "excluding it would exclude nothing"),
+    ("x" * 40 + "*", 0, "fewer than 40 bytes"),
+    ("a NEAR/" + "1" * 5000 + " b", 7, "at most 1000"),
+    ("from:" + "&" * 1000, 5, "'" + "&" * 40 + "…'"),
     ("mailbox:<>", 8, "mailbox: needs a value"),
     ("subject:(from:alice)", 9, "from: cannot be used inside subject:"),
     ("body:(size>1M)", 6, "size cannot be used inside body:"),
@@ -202,7 +216,7 @@ ERRORS: list[tuple[str, int, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("query", "position", "words"), ERRORS, ids=[q for q, _, _ in ERRORS])
+@pytest.mark.parametrize(("query", "position", "words"), ERRORS, ids=[q[:50] for q, _, _ in ERRORS])
 def test_syntax_error_names_the_position(query: str, position: int, words: str) -> None:
     with pytest.raises(QuerySyntaxError) as caught:
         parse_query(query, today=TODAY)
