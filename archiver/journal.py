@@ -15,8 +15,7 @@ from archiver.envelope import Envelope
 from archiver.headers import HeaderFacts, domain_of, normalise_address, read_header_facts
 from retention import policies
 from storage.blobstore import BlobStore, BlobStoreError, LockRequest, sha256_hex
-from storage.models import Envelope as EnvelopeRow
-from storage.models import IndexOutbox, Message, MessageDomain, MessageMailbox
+from storage.tables import envelopes, index_outbox, message_domains, message_mailboxes, messages
 from storage.sql import insert_ignoring_conflicts, insert_returning_inserted, upsert
 from storage.text import escaped, storable
 from storage.timeutil import as_utc, utcnow
@@ -127,7 +126,7 @@ class Journal:
         with self._sessions() as session:
             for start in range(0, len(digests), 500):
                 chunk = list(digests[start : start + 500])
-                found.update(session.scalars(select(Message.sha256).where(Message.sha256.in_(chunk))))
+                found.update(session.scalars(select(messages.c.sha256).where(messages.c.sha256.in_(chunk))))
         return found
 
     def _record(
@@ -139,7 +138,7 @@ class Journal:
         mailboxes: list[tuple[str, ...]],
     ) -> list[JournalReceipt]:
         unique_digests = list(dict.fromkeys(digests))
-        earlier = set(session.scalars(select(Message.sha256).where(Message.sha256.in_(unique_digests))))
+        earlier = set(session.scalars(select(messages.c.sha256).where(messages.c.sha256.in_(unique_digests))))
 
         now = utcnow()
         new_rows = {}
@@ -148,8 +147,8 @@ class Journal:
                 new_rows[digest] = _message_row(arrival, digest, fact, now)
         # Rows go in key order: two writers then take row locks in the same order and
         # cannot deadlock each other (PostgreSQL).
-        inserted = insert_returning_inserted(session, Message.__table__, [new_rows[d] for d in sorted(new_rows)], key="sha256")
-        ids = dict(session.execute(select(Message.sha256, Message.id).where(Message.sha256.in_(unique_digests))).all())
+        inserted = insert_returning_inserted(session, messages, [new_rows[d] for d in sorted(new_rows)], key="sha256")
+        ids = dict(session.execute(select(messages.c.sha256, messages.c.id).where(messages.c.sha256.in_(unique_digests))).all())
 
         known_mailboxes = _mailboxes_by_message(session, [ids[d] for d in unique_digests if d not in inserted])
         envelope_rows, mailbox_rows, domain_rows, to_index = [], [], [], set()
@@ -169,16 +168,16 @@ class Journal:
             mailbox_rows.extend({"message_id": message_id, "mailbox": m} for m in boxes)
             domain_rows.extend({"message_id": message_id, "domain": d} for d in _domains(boxes))
 
-        insert_ignoring_conflicts(session, EnvelopeRow.__table__, sorted(envelope_rows, key=lambda r: (r["message_id"], r["fingerprint"])))
-        insert_ignoring_conflicts(session, MessageMailbox.__table__, sorted(_distinct(mailbox_rows), key=lambda r: (r["message_id"], r["mailbox"])))
-        insert_ignoring_conflicts(session, MessageDomain.__table__, sorted(_distinct(domain_rows), key=lambda r: (r["message_id"], r["domain"])))
+        insert_ignoring_conflicts(session, envelopes, sorted(envelope_rows, key=lambda r: (r["message_id"], r["fingerprint"])))
+        insert_ignoring_conflicts(session, message_mailboxes, sorted(_distinct(mailbox_rows), key=lambda r: (r["message_id"], r["mailbox"])))
+        insert_ignoring_conflicts(session, message_domains, sorted(_distinct(domain_rows), key=lambda r: (r["message_id"], r["domain"])))
         enqueue_for_indexing(session, sorted(to_index))
         return receipts
 
 
 def enqueue_for_indexing(session: Session, message_ids: Sequence[int]) -> None:
     """Put messages on the index outbox, bumping the generation of rows already there."""
-    table = IndexOutbox.__table__
+    table = index_outbox
     now = utcnow()
     rows = [{"message_id": mid, "enqueued_at": now, "generation": 1, "attempts": 0, "last_error": "", "leased_until": None} for mid in message_ids]
     # A fresh enqueue (new scope, or `reindex`) also gives a message that kept failing its
@@ -230,7 +229,7 @@ def _mailboxes_by_message(session: Session, message_ids: list[int]) -> dict[int,
     result: dict[int, set[str]] = {}
     if not message_ids:
         return result
-    rows = session.execute(select(MessageMailbox.message_id, MessageMailbox.mailbox).where(MessageMailbox.message_id.in_(message_ids)))
+    rows = session.execute(select(message_mailboxes.c.message_id, message_mailboxes.c.mailbox).where(message_mailboxes.c.message_id.in_(message_ids)))
     for message_id, mailbox in rows:
         result.setdefault(message_id, set()).add(mailbox)
     return result
