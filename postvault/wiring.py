@@ -104,5 +104,8 @@ class Archive:
             self.notifier.close()
         if "search" in self.__dict__:
             self.search.close()
+        close_blobs = getattr(self.__dict__.get("blobs"), "close", None)
+        if close_blobs is not None:  # the folder store lets go of its pack for the next writer
+            close_blobs()
         if "catalogue" in self.__dict__:
             self.catalogue.dispose()

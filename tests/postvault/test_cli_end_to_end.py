@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-import zstandard
 from typer.testing import CliRunner
 
 from postvault.cli import app
@@ -95,10 +94,10 @@ def test_status_verify_and_a_flipped_byte(imported, data_dir: Path) -> None:
     healthy = runner.invoke(app, ["verify"])
     assert healthy.exit_code == 0, healthy.output
 
-    blob = next((data_dir / "blobs").rglob("*.eml.zst"))
-    raw = bytearray(zstandard.ZstdDecompressor().decompress(blob.read_bytes()))
-    raw[len(raw) // 2] ^= 0x01  # one bit of one byte
-    blob.write_bytes(zstandard.ZstdCompressor().compress(bytes(raw)))
+    pack = next((data_dir / "blobs" / "packs").glob("*.pack"))  # all three messages, one after another
+    raw = bytearray(pack.read_bytes())
+    raw[len(raw) // 2] ^= 0x01  # one bit of one byte, inside one message's record
+    pack.write_bytes(bytes(raw))
     broken = runner.invoke(app, ["verify"])
     assert broken.exit_code == 1
     assert "corrupt" in broken.output
