@@ -548,27 +548,72 @@ def _without_password(url: str) -> str:
 @app.command()
 def check() -> None:
     """Connect to each configured engine and say plainly what is wrong, if anything."""
+    from postvault.extras import missing
     from postvault.wiring import Archive
+    from storage.engine_urls import (
+        EngineUrlError,
+        parse_blobstore_url,
+        parse_broker_url,
+        parse_database_url,
+        parse_search_url,
+        redacted,
+    )
 
     settings = _settings()
     archive = Archive(settings)
     failures = 0
-    probes = (
-        ("catalogue", _without_password(settings.resolved_database_url()), lambda: archive.sessions),
-        ("blob store", settings.resolved_blobstore_url(), lambda: archive.blobs.check()),
-        ("search", settings.resolved_search_url(), lambda: archive.search.check()),
-    )
-    for name, url, probe in probes:
-        try:
-            probe()
-        except Exception as error:
-            failures += 1
-            _out().print(f"[red]✗ {name}[/] {url}: {error}", highlight=False)
+
+    def report(name: str, url: str, problem: object = None) -> None:
+        nonlocal failures
+        if problem is None:
+            _out().print(_labelled(f"✓ {name} ", "green", redacted(url)), soft_wrap=True)
         else:
-            _out().print(f"[green]✓ {name}[/] {url}", highlight=False)
-    archive.close()
+            failures += 1
+            _out().print(_labelled(f"✗ {name} ", "red", f"{redacted(url)}: {problem}"), soft_wrap=True)
+
+    engines = (
+        ("catalogue", settings.resolved_database_url(), parse_database_url, lambda: archive.sessions),
+        ("blob store", settings.resolved_blobstore_url(), parse_blobstore_url, lambda: archive.blobs.check()),
+        ("search", settings.resolved_search_url(), parse_search_url, lambda: archive.search.check()),
+        ("broker", settings.broker_url, parse_broker_url, lambda: _probe_broker(settings)),
+    )
+    try:
+        for name, url, parse, probe in engines:
+            try:
+                parsed = parse(url)
+            except EngineUrlError as error:
+                report(name, url, error)
+                continue
+            if parsed is None:  # no broker: the embedded profile works in-process
+                _out().print(_plain(f"- {name} none: background work runs in `postvault serve`"))
+                continue
+            library = getattr(parsed, "library", None)
+            extra = missing(name, library) if library is not None else None
+            if extra is not None:
+                report(name, url, extra)
+                continue
+            try:
+                probe()
+            except Exception as error:  # each engine's own error says what is wrong
+                report(name, url, error)
+            else:
+                report(name, url)
+    finally:
+        archive.close()
     if failures:
         raise typer.Exit(1)
+
+
+def _probe_broker(settings: Settings) -> None:
+    """One connection to the broker, as a publisher would open it (a few seconds at most)."""
+    from postvault.background.broker import make_publisher
+
+    publisher = make_publisher(settings)
+    try:
+        with publisher.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, timeout=5)
+    finally:
+        publisher.close()
 
 
 if __name__ == "__main__":  # pragma: no cover
