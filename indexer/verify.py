@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from indexer.search_backend import SearchBackend
 from storage.blobstore import BlobCorruptError, BlobNotFoundError, BlobStore, BlobStoreError
-from storage.models import IndexOutbox, Message
+from storage.tables import index_outbox, messages
 
 
 @dataclass
@@ -53,9 +53,9 @@ def verify_archive(
     report = VerifyReport()
     catalogued: dict[str, int] = {}
     with sessions() as session:
-        for message_id, digest in session.execute(select(Message.id, Message.sha256).order_by(Message.id)).yield_per(5000):
+        for message_id, digest in session.execute(select(messages.c.id, messages.c.sha256).order_by(messages.c.id)).yield_per(5000):
             catalogued[digest] = message_id
-        pending = set(session.scalars(select(IndexOutbox.message_id)))
+        pending = set(session.scalars(select(index_outbox.c.message_id)))
     report.messages = len(catalogued)
 
     for position, digest in enumerate(catalogued, 1):
