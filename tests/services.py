@@ -15,9 +15,11 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
+
+from storage.engine_urls import EngineUrlError, S3BlobsUrl, parse_blobstore_url, parse_opensearch_url
 
 # Tests that call these carry ``@pytest.mark.services`` (registered in pyproject.toml), so
 # ``pytest -m "not services"`` runs everything that needs no server. Locally an unreachable
@@ -47,10 +49,9 @@ def opensearch_url() -> str:
     """``$POSTVAULT_TEST_OPENSEARCH_URL`` (default ``opensearch://127.0.0.1:59200``) once the node answers HTTP."""
     variable = "POSTVAULT_TEST_OPENSEARCH_URL"
     url = os.environ.get(variable) or "opensearch://127.0.0.1:59200"
-    parts = urlsplit(url)
-    secure = parts.scheme == "opensearchs" or parse_qs(parts.query).get("secure", [""])[-1].lower() == "true"
-    host = parts.hostname or "127.0.0.1"
-    base = f"{'https' if secure else 'http'}://{host}:{parts.port or 9200}/"
+    parsed = parse_opensearch_url(url, setting=variable)
+    host, port = parsed.hosts[0]
+    base = f"{'https' if parsed.secure else 'http'}://{host}:{port}/"
     try:
         # Any HTTP answer, 401 included, means a node is up: wrong credentials are for the
         # tests to report, not a reason to skip them.
@@ -99,7 +100,7 @@ def s3_url() -> str:
     """``$POSTVAULT_TEST_S3_URL`` (default bucket ``postvault`` at 127.0.0.1:57070) once the endpoint accepts connections."""
     variable = "POSTVAULT_TEST_S3_URL"
     url = os.environ.get(variable) or "s3://postvault?endpoint=127.0.0.1:57070&secure=false"
-    endpoint = parse_qs(urlsplit(url).query).get("endpoint", ["127.0.0.1:443"])[-1]
+    endpoint = _s3(url, variable).endpoint
     parts = urlsplit("//" + endpoint)
     problem = _tcp_problem(parts.hostname or "127.0.0.1", parts.port or 443)
     if problem:
@@ -169,11 +170,17 @@ def s3_client(url: str):  # type: ignore[no-untyped-def]
     """A minio client for the server of an ``s3://`` URL, with ``s3_credentials()``."""
     from minio import Minio
 
-    query = parse_qs(urlsplit(url).query)
+    parsed = _s3(url, "POSTVAULT_TEST_S3_URL")
     access, secret = s3_credentials()
-    return Minio(query.get("endpoint", ["s3.amazonaws.com"])[-1], access, secret,
-                 secure=query.get("secure", ["true"])[-1].lower() not in {"0", "false", "no"},
-                 region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    return Minio(parsed.endpoint, access, secret, secure=parsed.secure,
+                 region=parsed.region or os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+
+
+def _s3(url: str, variable: str) -> S3BlobsUrl:
+    parsed = parse_blobstore_url(url, setting=variable)
+    if not isinstance(parsed, S3BlobsUrl):
+        raise EngineUrlError(variable, f"must be an s3:// URL, not {url!r}")
+    return parsed
 
 
 @contextmanager
@@ -191,8 +198,8 @@ def s3_bucket(prefix: str = "pv-test", *, object_lock: bool = True, lock_wait_se
 
     base = s3_url()
     client = s3_client(base)
-    query = parse_qs(urlsplit(base).query)
-    endpoint, secure = query.get("endpoint", ["s3.amazonaws.com"])[-1], query.get("secure", ["true"])[-1]
+    parsed = _s3(base, "POSTVAULT_TEST_S3_URL")
+    endpoint, secure = parsed.endpoint, "true" if parsed.secure else "false"
     name = f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         client.make_bucket(name, object_lock=object_lock)
