@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from retention.audit import record
 from storage.blobstore import LockMode, LockRequest
-from storage.models import DomainPolicy
+from storage.sql import upsert
+from storage.tables import domain_policies
 from storage.timeutil import utcnow
 
 
@@ -27,7 +29,7 @@ class Policy:
 
 
 def get(*, session: Session, domain: str) -> Policy | None:
-    row = session.get(DomainPolicy, _normalise(domain))
+    row = session.execute(select(domain_policies).where(domain_policies.c.domain == _normalise(domain))).first()
     return _frozen(row) if row is not None else None
 
 
@@ -57,16 +59,11 @@ def set(  # noqa: A001  (policies.set reads as what it does)
         raise PolicyError("an Object Lock needs retention_days; to keep mail forever use a legal hold")
 
     now = utcnow()
-    row = session.get(DomainPolicy, name)
+    row = session.execute(select(domain_policies).where(domain_policies.c.domain == name)).first()
     before = _frozen(row) if row is not None else None
-    if row is None:
-        row = DomainPolicy(domain=name, created_at=now)
-        session.add(row)
-    row.retention_days = retention_days
-    row.object_lock_mode = mode.value if mode else None
-    row.updated_at = now
-    session.flush()
-    after = _frozen(row)
+    changes = {"retention_days": retention_days, "object_lock_mode": mode.value if mode else None, "updated_at": now}
+    upsert(session, domain_policies, [{"domain": name, "created_at": now, **changes}], keys=["domain"], update=changes)
+    after = Policy(domain=name, retention_days=retention_days, object_lock_mode=mode)
     record(session, actor=actor, action="policy.set", detail={"domain": name, "before": _detail(before), "after": _detail(after)})
     return after
 
@@ -74,11 +71,9 @@ def set(  # noqa: A001  (policies.set reads as what it does)
 def with_object_lock(*, session: Session) -> dict[str, Policy]:
     """The policies of every domain that uses Object Lock, by domain: one small query,
     read once per journal batch."""
-    # Columns, not entities: this runs before every journal write, and skipping the ORM's
-    # identity map makes it several times cheaper.
     rows = session.execute(
-        select(DomainPolicy.domain, DomainPolicy.retention_days, DomainPolicy.object_lock_mode)
-        .where(DomainPolicy.object_lock_mode.is_not(None))
+        select(domain_policies.c.domain, domain_policies.c.retention_days, domain_policies.c.object_lock_mode)
+        .where(domain_policies.c.object_lock_mode.is_not(None))
     )
     return {domain: Policy(domain, days, LockMode(mode)) for domain, days, mode in rows}
 
@@ -113,7 +108,7 @@ def _normalise(domain: str) -> str:
     return name
 
 
-def _frozen(row: DomainPolicy) -> Policy:
+def _frozen(row: Row[Any]) -> Policy:
     mode = LockMode(row.object_lock_mode) if row.object_lock_mode else None
     return Policy(domain=row.domain, retention_days=row.retention_days, object_lock_mode=mode)
 

@@ -1,9 +1,9 @@
 """The audit trail is hash-chained: any edit or deletion inside it is detected."""
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from retention.audit import GENESIS, audit, verify_chain
-from storage.models import AuditEvent
+from storage.tables import audit_events
 
 
 
@@ -11,7 +11,7 @@ def test_chain_links_and_detects_tampering(archive) -> None:
     for n in range(5):
         audit(archive.sessions, actor="cli:alice", action="search", detail={"query": f"q{n}"})
     with archive.sessions() as session:
-        events = session.query(AuditEvent).order_by(AuditEvent.id).all()
+        events = session.execute(select(audit_events).order_by(audit_events.c.id)).all()
     assert events[0].previous_hash == GENESIS
     assert all(later.previous_hash == earlier.hash for earlier, later in zip(events, events[1:]))
     assert list(verify_chain(archive.sessions)) == []

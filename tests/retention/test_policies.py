@@ -13,7 +13,7 @@ from archiver.journal import Arrival, Journal
 from retention import policies
 from retention.policies import Policy, PolicyError
 from storage.blobstore import BlobStore, LockMode, LockRequest
-from storage.models import AuditEvent
+from storage.tables import audit_events
 from tests.archive_factory import make_message
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
@@ -26,7 +26,7 @@ def test_set_then_get_normalises_the_domain_and_audits_the_change(archive) -> No
     with archive.sessions() as session:
         assert policies.get(session=session, domain="BANK.example") == Policy("bank.example", 3650, LockMode.COMPLIANCE)
         assert policies.get(session=session, domain="other.example") is None
-        events = session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
+        events = session.execute(select(audit_events).order_by(audit_events.c.id)).all()
     assert [event.action for event in events] == ["policy.set", "policy.set"]
     assert events[0].detail == {"domain": "bank.example", "before": None,
                                 "after": {"retention_days": 2555, "object_lock_mode": "COMPLIANCE"}}
