@@ -480,15 +480,16 @@ def status(as_json: bool = typer.Option(False, "--json")) -> None:
     from sqlalchemy import func, select
 
     from indexer.outbox import backlog, utc_age
-    from storage.models import IndexOutbox, Message
+    from storage.tables import index_outbox
+    from storage.tables import messages as message_rows
 
     archive = _archive()
     try:
         with archive.read_sessions() as session:
-            messages = session.scalar(select(func.count()).select_from(Message)) or 0
-            total_bytes = session.scalar(select(func.coalesce(func.sum(Message.size), 0))) or 0
-            failing = session.scalar(select(func.count()).select_from(IndexOutbox).where(IndexOutbox.last_error != "")) or 0
-            last_error = session.scalar(select(IndexOutbox.last_error).where(IndexOutbox.last_error != "").limit(1)) or ""
+            messages = session.scalar(select(func.count()).select_from(message_rows)) or 0
+            total_bytes = session.scalar(select(func.coalesce(func.sum(message_rows.c.size), 0))) or 0
+            failing = session.scalar(select(func.count()).select_from(index_outbox).where(index_outbox.c.last_error != "")) or 0
+            last_error = session.scalar(select(index_outbox.c.last_error).where(index_outbox.c.last_error != "").limit(1)) or ""
         waiting, oldest = backlog(archive.read_sessions)
         try:
             indexed: object = archive.search.count()
