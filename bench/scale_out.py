@@ -833,14 +833,14 @@ def prepare_documents(ns: Namespace, maildir: Path, out_dir: Path, workers: int)
     from postvault.settings import Settings
     from storage.database import create_catalogue_engine
     from sqlalchemy.orm import sessionmaker
-    from storage.models import Message
+    from storage.tables import messages
 
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     engine = create_catalogue_engine(ns.database_url)
     sessions = sessionmaker(engine, expire_on_commit=False)
     with sessions() as session:
-        ids = list(session.scalars(select(Message.id).order_by(Message.id)))
+        ids = list(session.scalars(select(messages.c.id).order_by(messages.c.id)))
     facts = {}
     for start in range(0, len(ids), 2000):
         for fact in load_facts(sessions, ids[start:start + 2000]).values():
@@ -1081,9 +1081,9 @@ def phases(services: Services, ns: Namespace, maildir: Path, sample: int, import
         with sessions() as session:
             from sqlalchemy import select
 
-            from storage.models import Message
+            from storage.tables import messages
 
-            ids = list(session.scalars(select(Message.id)))
+            ids = list(session.scalars(select(messages.c.id)))
         facts = load_facts(sessions, ids)
         documents = [build_document(f, parsed[f.sha256]) for f in facts.values()]
         engine.dispose()
