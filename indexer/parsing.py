@@ -1,15 +1,9 @@
 """parse_message: raw RFC 5322 bytes to a ParsedMessage, never raising, defects recorded."""
 
 # Why the stdlib parser with policy compat32, and not mail-parser or email.policy.default:
-# measured on the SpamAssassin corpus (6,046 messages, 32 MB; CPU time, one core,
-# CPython 3.11):
-#
-#   stdlib, compat32: parse + decode every leaf's transfer encoding   7,200 msg/s
-#   stdlib, policy.default: parse + get_content() of every leaf         790 msg/s
-#   mailparser.parse_from_bytes (4.8.0) + body and attachments          970 msg/s
-#   this module's parse_message (everything ParsedMessage holds)       3,000 msg/s
-#
-# None raised on any message. mail-parser wraps the same stdlib parser (compat32), so
+# it was several times faster than either on the SpamAssassin corpus (the figures are in
+# bench/README.md, "Measurements behind design choices"), and none of the three raised
+# on any message. mail-parser wraps the same stdlib parser (compat32), so
 # it reads nothing the stdlib cannot, and then does work search does not need (regex
 # parsing of every Received header, sender-IP guessing, JSON-ready dicts);
 # policy.default builds a structured object per header. compat32 keeps raw header
@@ -165,9 +159,9 @@ class _MessageReader:
     def _parse_bounded(self, data: bytes) -> Message:
         """The stdlib feed parser, fed in chunks and stopped once max_mime_parts exist.
 
-        The parser spends ~15 us on every part it creates, so a message of 100k tiny
-        parts costs seconds before any limit here could apply; counting the parts it
-        creates lets the feeding stop early instead.
+        The parser pays for every part it creates, so a message of 100k tiny parts costs
+        seconds before any limit here could apply; counting the parts it creates lets the
+        feeding stop early instead.
         """
         created = 0
 

@@ -80,9 +80,8 @@ class Settings(BaseSettings):
         default="INFO",
         description="INFO: one line per message accepted or refused and per state change. DEBUG adds the SMTP dialogue.",
     )
-    # Each batch is one search-engine commit: for tantivy a new segment, and merges later.
-    # 1000 rather than 500 cut a 10k import's CPU by about 6 % (measured: 25.5-26.7 against
-    # 27.9 CPU-s) for about 30 MB more memory while a batch is in flight.
+    # Each batch is one search-engine commit: for tantivy a new segment, and merges later;
+    # bench/README.md has the measurement behind the default.
     index_batch_size: int = Field(default=1000, description="Outbox entries indexed per batch.")
     index_poll_seconds: float = Field(default=0.5, description="How often an idle in-process indexer looks at the outbox.")
     index_workers: int = Field(

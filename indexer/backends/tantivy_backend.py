@@ -35,7 +35,7 @@ _RELOAD_ATTEMPTS = 4
 DEFAULT_WRITER_HEAP = 64 * 1024 * 1024
 # One indexing thread: a batch of a few hundred messages is committed at once, and every
 # writer thread cuts its own segment per commit, so more threads mean more files to fsync
-# and more merging for no gain (measured: 2 threads were slower than 1 at 500 per batch).
+# and more merging for no gain.
 # The parallel work of indexing, MIME parsing, happens before ``index`` is called.
 DEFAULT_WRITER_THREADS = 1
 

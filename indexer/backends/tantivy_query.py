@@ -91,9 +91,9 @@ def _match(match: Match, schema: tantivy.Schema) -> tantivy.Query:
         )
     if isinstance(match, StartsWith):
         # A Levenshtein automaton of distance 0 in prefix mode accepts exactly the terms that
-        # start with the prefix. tantivy builds it from a per-process table in microseconds,
-        # where `regex_query("prefix.*")` compiles a Unicode DFA for every field of every
-        # query (0.22 ms each: 2 ms for a free-text prefix over eight fields). It is
+        # start with the prefix. tantivy builds it from a per-process table, where
+        # `regex_query("prefix.*")` compiles a Unicode DFA for every field of every query
+        # (eight of them for a free-text prefix). It is
         # constant-scored like the regex, and unlike `phrase_prefix_query` it has no
         # expansion limit (that one stops after 50 terms).
         return _Q.fuzzy_term_query(schema, match.field, match.prefix, distance=0, transposition_cost_one=False, prefix=True)

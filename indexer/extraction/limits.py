@@ -18,8 +18,9 @@ class ExtractionLimits:
     max_zip_members: int = 1000
     max_zip_ratio: int = 100
     max_nesting_depth: int = 8
-    # MIME leaf parts examined per message: the stdlib parser needs ~15 us per part, so
-    # a 100k-part message is a denial of service long before it is mail anyone sent.
+    # MIME leaf parts examined per message: the stdlib parser pays for every part it
+    # creates, so a 100k-part message is a denial of service long before it is mail
+    # anyone sent (bench/README.md, "Measurements behind design choices").
     max_mime_parts: int = 10_000
     # Distinct defects kept per message; a broken message can produce one per part.
     max_defects: int = 100

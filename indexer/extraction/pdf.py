@@ -1,8 +1,8 @@
 """Text of a PDF attachment (PDFium via pypdfium2), page by page until the character budget is spent.
 
-PDFium is Chrome's PDF engine: fuzzed continuously against hostile files, and about six
-times faster than pure-Python pypdf on ordinary documents (measured on the bench corpus:
-35 ms against 204 ms per PDF). The pool that runs parsing isolates a native crash.
+PDFium is Chrome's PDF engine: fuzzed continuously against hostile files, and much
+faster than pure-Python pypdf on ordinary documents. The pool that runs parsing isolates
+a native crash.
 """
 
 from __future__ import annotations
