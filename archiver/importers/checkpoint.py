@@ -11,8 +11,8 @@ from pathlib import Path
 from sqlalchemy import literal_column, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.models import ImportCheckpoint
 from storage.sql import upsert
+from storage.tables import import_checkpoints
 from storage.timeutil import utcnow
 
 
@@ -44,7 +44,7 @@ def mbox_key(path: Path, custodian: str) -> str:
 
 def load(sessions: sessionmaker[Session], key: str) -> Checkpoint | None:
     with sessions() as session:
-        row = session.scalars(select(ImportCheckpoint).where(ImportCheckpoint.source_key == key)).first()
+        row = session.execute(select(import_checkpoints).where(import_checkpoints.c.source_key == key)).first()
         if row is None:
             return None
         return Checkpoint(key=row.source_key, path=row.path, position=row.position, finished=row.finished)
@@ -56,13 +56,12 @@ def save(sessions: sessionmaker[Session], checkpoints: Iterable[Checkpoint]) -> 
     if not latest:
         return
     now = utcnow()
-    table = ImportCheckpoint.__table__
     rows = [{"source_key": c.key, "path": c.path, "position": c.position, "finished": c.finished, "updated_at": now}
             for c in latest.values()]
     # Both SQLite and PostgreSQL call the row that failed to insert "excluded".
     update = {column: literal_column(f"excluded.{column}") for column in ("path", "position", "finished", "updated_at")}
     with sessions.begin() as session:
-        upsert(session, table, rows, keys=["source_key"], update=update)
+        upsert(session, import_checkpoints, rows, keys=["source_key"], update=update)
 
 
 __all__ = ["Checkpoint", "load", "mbox_key", "save"]

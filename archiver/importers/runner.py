@@ -19,7 +19,7 @@ from archiver.importers.checkpoint import Checkpoint
 from archiver.importers.sources import DEFAULT_CHECKPOINT_MIN_BYTES, FoundMessage, Refusal, Resumed, Skipped, SourceOptions, iter_items
 from archiver.journal import Arrival, Journal, JournalError
 from storage.blobstore import sha256_hex
-from storage.models import Message, MessageMailbox
+from storage.tables import message_mailboxes, messages
 from storage.timeutil import utcnow
 
 DEFAULT_BATCH_MESSAGES = 200
@@ -209,8 +209,8 @@ def _attributed_to(sessions: sessionmaker[Session], digests: list[str], mailbox:
     with sessions() as session:
         for start in range(0, len(unique), 500):
             chunk = unique[start : start + 500]
-            query = (select(Message.sha256).join(MessageMailbox, MessageMailbox.message_id == Message.id)
-                     .where(Message.sha256.in_(chunk), MessageMailbox.mailbox == mailbox))
+            query = (select(messages.c.sha256).join(message_mailboxes, message_mailboxes.c.message_id == messages.c.id)
+                     .where(messages.c.sha256.in_(chunk), message_mailboxes.c.mailbox == mailbox))
             found.update(session.scalars(query))
     return found
 
