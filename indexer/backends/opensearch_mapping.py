@@ -137,6 +137,11 @@ def _word_patterns() -> _WordPatterns:
     )
 
 
+def prepare() -> None:
+    """Build the word patterns now: a process about to fork workers gives them all one copy."""
+    _word_patterns()
+
+
 def _value_words(value: str) -> str:
     """The positions tantivy gives one value, space-separated: its words, FILLER for each
     dropped long word. Whole-string operations only, unless a word is long or unusual."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from celery import shared_task
+from celery.signals import worker_init
 from sqlalchemy import func, or_, select
 
 from indexer.outbox import backlog, index_leased, lease_batch, utc_age
@@ -72,6 +73,22 @@ def index_batch(self: Task) -> dict[str, int]:
     if len(leases) == size and report.indexed:
         app.send_task(INDEX_BATCH)
     return {"leased": len(leases), "indexed": report.indexed, "failed": report.failed}
+
+
+@worker_init.connect
+def preload_for_index_batch(sender: object = None, **_kwargs: object) -> None:
+    """In the worker's main process, before the pool forks: import what ``index_batch`` runs
+    and build the OpenSearch word patterns, so that every prefork child starts with both
+    instead of paying for them in its first batch (and again in each child that replaces one)."""
+    import indexer.parsing  # noqa: F401  (MIME, text and attachment extraction)
+
+    settings = getattr(getattr(sender, "app", None), "settings", None)
+    if settings is not None and settings.resolved_search_url().startswith("opensearch"):
+        from indexer.backends import opensearch_backend, opensearch_mapping  # noqa: F401
+
+        opensearch_mapping.prepare()
+    if settings is not None and settings.resolved_blobstore_url().startswith("s3:"):
+        import storage.s3  # noqa: F401
 
 
 @dataclass(frozen=True)

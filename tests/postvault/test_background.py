@@ -234,6 +234,29 @@ def test_worker_refuses_several_processes_on_a_tantivy_index(tmp_path: Path, mon
     assert "one writer process" in result.output
 
 
+def test_the_worker_prepares_indexing_before_its_pool_forks(tmp_path: Path) -> None:
+    """worker_init runs in the main process before the prefork pool starts: each child inherits
+    the parsing stack, the S3 adapter and the OpenSearch word patterns instead of building them."""
+    script = f"""
+import sys
+from postvault.background.celery_app import make_celery
+from postvault.settings import Settings
+from indexer.backends import opensearch_mapping
+settings = Settings(data_dir={str(tmp_path)!r}, broker_url="redis://127.0.0.1:1/0", search_url="opensearch://127.0.0.1:1",
+                    blobstore_url="s3://bucket?endpoint=127.0.0.1:1&secure=false")
+app = make_celery(settings)
+def ready():
+    return ["indexer.parsing" in sys.modules, "storage.s3" in sys.modules, opensearch_mapping._word_patterns.cache_info().currsize]
+print(ready())
+app.WorkController(concurrency=1, pool_cls="solo", loglevel="WARNING")  # set up, not started: no broker needed
+print(ready())
+"""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("POSTVAULT_")}
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[:2] == ["[False, False, 0]", "[True, True, 1]"]
+
+
 # --------------------------------------------------------------------------------------
 # Scale-out profile: real Redis, real PostgreSQL, real worker and beat processes.
 # --------------------------------------------------------------------------------------
