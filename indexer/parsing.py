@@ -24,6 +24,7 @@ from email.parser import BytesParser
 from email.policy import Compat32
 from typing import Any, TypeVar
 
+from indexer import mime_boundaries
 from indexer.document import Attachment, ParsedMessage
 from indexer.extraction import (
     Extracted,
@@ -42,6 +43,8 @@ from indexer.extraction import (
     truncate,
     unfold,
 )
+
+mime_boundaries.install()
 
 _ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "bcc")
 _SINGLE_FIELDS = ("subject", "date", "message-id", "in-reply-to", "references", "list-id")
