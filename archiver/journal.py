@@ -13,10 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from archiver.envelope import Envelope
 from archiver.headers import HeaderFacts, domain_of, normalise_address, read_header_facts
+from indexer import outbox
 from retention import policies
 from storage.blobstore import BlobStore, BlobStoreError, LockRequest, sha256_hex
-from storage.tables import envelopes, index_outbox, message_domains, message_mailboxes, messages
-from storage.sql import insert_ignoring_conflicts, insert_returning_inserted, upsert
+from storage.tables import envelopes, message_domains, message_mailboxes, messages
+from storage.sql import insert_ignoring_conflicts, insert_returning_inserted
 from storage.text import escaped, storable
 from storage.timeutil import as_utc, utcnow
 
@@ -171,19 +172,8 @@ class Journal:
         insert_ignoring_conflicts(session, envelopes, sorted(envelope_rows, key=lambda r: (r["message_id"], r["fingerprint"])))
         insert_ignoring_conflicts(session, message_mailboxes, sorted(_distinct(mailbox_rows), key=lambda r: (r["message_id"], r["mailbox"])))
         insert_ignoring_conflicts(session, message_domains, sorted(_distinct(domain_rows), key=lambda r: (r["message_id"], r["domain"])))
-        enqueue_for_indexing(session, sorted(to_index))
+        outbox.enqueue(session, sorted(to_index))
         return receipts
-
-
-def enqueue_for_indexing(session: Session, message_ids: Sequence[int]) -> None:
-    """Put messages on the index outbox, bumping the generation of rows already there."""
-    table = index_outbox
-    now = utcnow()
-    rows = [{"message_id": mid, "enqueued_at": now, "generation": 1, "attempts": 0, "last_error": "", "leased_until": None} for mid in message_ids]
-    # A fresh enqueue (new scope, or `reindex`) also gives a message that kept failing its
-    # full number of attempts again.
-    upsert(session, table, rows, keys=["message_id"],
-           update={"generation": table.c.generation + 1, "enqueued_at": now, "attempts": 0, "last_error": ""})
 
 
 def _message_row(arrival: Arrival, digest: str, fact: HeaderFacts, now) -> dict:  # type: ignore[no-untyped-def]
@@ -243,4 +233,4 @@ def _distinct(rows: list[dict]) -> list[dict]:
     return list({tuple(sorted(row.items())): row for row in rows}.values())
 
 
-__all__ = ["Arrival", "Journal", "JournalError", "JournalReceipt", "enqueue_for_indexing", "mailboxes_of", "sha256_hex"]
+__all__ = ["Arrival", "Journal", "JournalError", "JournalReceipt", "mailboxes_of", "sha256_hex"]

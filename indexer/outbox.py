@@ -1,4 +1,4 @@
-"""Drain the index outbox: lease a batch, parse its blobs, index, then clear the rows indexed."""
+"""The index outbox, its one home: enqueue, lease, parse, index, and record each message's outcome."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, exists, func, not_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from indexer.document import Address, IndexDocument, ParsedMessage
 from indexer.search_backend import IndexLockedError, SearchBackend, SearchBackendError
-from storage.models import Envelope, IndexOutbox, Message, MessageDomain, MessageMailbox
+from storage.sql import upsert
+from storage.tables import envelopes, index_outbox, message_domains, message_mailboxes, messages
 from storage.timeutil import as_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -23,9 +24,11 @@ LEASE = timedelta(minutes=5)
 RETRY_BASE = timedelta(seconds=5)
 RETRY_MAX = timedelta(minutes=30)
 # A message that failed (or killed its parser) this many times is left alone: it stays on
-# the outbox with its error, shown by `status` and `verify`, until `reindex` retries it.
-# Engine outages do not count against a message.
+# the outbox with its error, shown by `status` and `verify`, until `reindex --failed` (or a
+# full `reindex`) retries it. Engine outages do not count against a message.
 MAX_ATTEMPTS = 5
+# The most of an error kept on a row: enough for a traceback's last line and its context.
+ERROR_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class CatalogueFacts:
 
 @dataclass(frozen=True)
 class ParseOutcome:
-    """A parsed message, or why it could not be read from the blob store."""
+    """A parsed message, or why it could not be read from the blob store or parsed."""
 
     sha256: str
     parsed: ParsedMessage | None
@@ -69,40 +72,81 @@ class DrainReport:
 
 # (sha256 digests) -> outcomes in the same order; in-process or a pool of processes.
 ParseMany = Callable[[Sequence[str]], list[ParseOutcome]]
+# (sha256 digests) -> a thunk returning their outcomes: lets parsing of the next batch
+# run in other processes while this one is indexed.
+StartParse = Callable[[Sequence[str]], Callable[[], list[ParseOutcome]]]
+
+
+# --- enqueueing and leasing ---
+
+
+def enqueue(session: Session, message_ids: Sequence[int]) -> None:
+    """Put messages on the index outbox, in the caller's transaction.
+
+    A message already there gets its generation bumped (a worker indexing the older one
+    leaves the row for another pass) and its attempts back: a fresh enqueue (a wider
+    scope, or `reindex`) gives a message that kept failing its full number of tries again.
+    """
+    now = utcnow()
+    rows = [{"message_id": mid, "enqueued_at": now, "generation": 1, "attempts": 0, "last_error": "", "leased_until": None}
+            for mid in message_ids]
+    upsert(session, index_outbox, rows, keys=["message_id"],
+           update={"generation": index_outbox.c.generation + 1, "enqueued_at": now, "attempts": 0, "last_error": ""})
+
+
+def free_row(now: datetime) -> ColumnElement[bool]:
+    """The rule for a row a worker may lease now: no live lease, no retry pending, tries left."""
+    return and_(
+        or_(index_outbox.c.leased_until.is_(None), index_outbox.c.leased_until < now),
+        index_outbox.c.attempts < MAX_ATTEMPTS,
+    )
 
 
 def lease_batch(sessions: sessionmaker[Session], size: int, *, now: datetime | None = None) -> list[Lease]:
-    """Claim up to ``size`` outbox rows that no live worker holds, oldest first."""
+    """Claim up to ``size`` free outbox rows, oldest first."""
     now = now or utcnow()
+    free = free_row(now)
     with sessions.begin() as session:
-        free = and_(
-            or_(IndexOutbox.leased_until.is_(None), IndexOutbox.leased_until < now),
-            IndexOutbox.attempts < MAX_ATTEMPTS,
-        )
-        candidates = select(IndexOutbox.message_id).where(free).order_by(IndexOutbox.enqueued_at).limit(size)
+        candidates = select(index_outbox.c.message_id).where(free).order_by(index_outbox.c.enqueued_at).limit(size)
         if session.get_bind().dialect.name == "postgresql":
             candidates = candidates.with_for_update(skip_locked=True)
         ids = list(session.scalars(candidates))
         if not ids:
             return []
         rows = session.execute(
-            update(IndexOutbox)
-            .where(IndexOutbox.message_id.in_(ids), free)
-            .values(leased_until=now + LEASE, attempts=IndexOutbox.attempts + 1)
-            .returning(IndexOutbox.message_id, IndexOutbox.generation)
+            update(index_outbox)
+            .where(index_outbox.c.message_id.in_(ids), free)
+            .values(leased_until=now + LEASE, attempts=index_outbox.c.attempts + 1)
+            .returning(index_outbox.c.message_id, index_outbox.c.generation)
         ).all()
     return [Lease(message_id=row[0], generation=row[1]) for row in rows]
 
 
+def leasable(sessions: sessionmaker[Session], *, now: datetime | None = None) -> int:
+    """How many rows ``lease_batch`` would find now: what a new index task would get."""
+    with sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(index_outbox).where(free_row(now or utcnow()))) or 0)
+
+
+# --- one batch: facts, parse, documents, index, record ---
+
+
 def load_facts(sessions: sessionmaker[Session], message_ids: Sequence[int]) -> dict[int, CatalogueFacts]:
     with sessions() as session:
-        messages = session.execute(
-            select(Message.id, Message.sha256, Message.size, Message.first_received_at).where(Message.id.in_(message_ids))
+        rows = session.execute(
+            select(messages.c.id, messages.c.sha256, messages.c.size, messages.c.first_received_at)
+            .where(messages.c.id.in_(message_ids))
         ).all()
-        mailboxes = _grouped(session.execute(select(MessageMailbox.message_id, MessageMailbox.mailbox).where(MessageMailbox.message_id.in_(message_ids))))
-        domains = _grouped(session.execute(select(MessageDomain.message_id, MessageDomain.domain).where(MessageDomain.message_id.in_(message_ids))))
+        mailboxes = _grouped(session.execute(
+            select(message_mailboxes.c.message_id, message_mailboxes.c.mailbox).where(message_mailboxes.c.message_id.in_(message_ids))
+        ))
+        domains = _grouped(session.execute(
+            select(message_domains.c.message_id, message_domains.c.domain).where(message_domains.c.message_id.in_(message_ids))
+        ))
         recipients: dict[int, list[str]] = {}
-        for message_id, rcpt_to in session.execute(select(Envelope.message_id, Envelope.rcpt_to).where(Envelope.message_id.in_(message_ids))):
+        for message_id, rcpt_to in session.execute(
+            select(envelopes.c.message_id, envelopes.c.rcpt_to).where(envelopes.c.message_id.in_(message_ids))
+        ):
             recipients.setdefault(message_id, []).extend(rcpt_to or [])
     return {
         row.id: CatalogueFacts(
@@ -114,7 +158,7 @@ def load_facts(sessions: sessionmaker[Session], message_ids: Sequence[int]) -> d
             domains=tuple(sorted(domains.get(row.id, ()))),
             envelope_recipients=tuple(dict.fromkeys(recipients.get(row.id, ()))),
         )
-        for row in messages
+        for row in rows
     }
 
 
@@ -146,11 +190,17 @@ def build_document(facts: CatalogueFacts, parsed: ParsedMessage) -> IndexDocumen
     )
 
 
+_LATEST = datetime.max.replace(tzinfo=timezone.utc)
+
+
 def _plausible_date(header_date: datetime | None, received_at: datetime) -> datetime:
     """The header Date, unless it is missing or absurd (before 1970, or days in the future)."""
     if header_date is None:
         return received_at
-    if header_date.year < 1970 or header_date > received_at + timedelta(days=2):
+    # An mbox From_ line may claim any year up to 9999, and two days past the last one
+    # does not exist.
+    latest = received_at + timedelta(days=2) if received_at < _LATEST - timedelta(days=2) else _LATEST
+    if header_date.year < 1970 or header_date > latest:
         return received_at
     return header_date
 
@@ -172,9 +222,14 @@ class PreparedBatch:
         return [lease for lease in self.leases if lease.message_id not in self.facts]
 
 
-# (sha256 digests) -> a thunk returning their outcomes: lets parsing of the next batch
-# run in other processes while this one is indexed.
-StartParse = Callable[[Sequence[str]], Callable[[], list[ParseOutcome]]]
+def parse_now(parse_many: ParseMany) -> StartParse:
+    """A ``StartParse`` for a parser that has no way to start early: it parses at once."""
+
+    def start(digests: Sequence[str]) -> Callable[[], list[ParseOutcome]]:
+        outcomes = parse_many(digests)
+        return lambda: outcomes
+
+    return start
 
 
 def prepare_batch(sessions: sessionmaker[Session], leases: Sequence[Lease], start_parse: StartParse) -> PreparedBatch:
@@ -184,20 +239,32 @@ def prepare_batch(sessions: sessionmaker[Session], leases: Sequence[Lease], star
 
 
 def complete_batch(sessions: sessionmaker[Session], backend: SearchBackend, batch: PreparedBatch) -> DrainReport:
-    """Index a prepared batch. Rows leave the outbox only after the backend has committed."""
+    """Index a prepared batch. Rows leave the outbox only after the backend has committed.
+
+    Every stage that looks at one message (parse, document, the engine's conversion and
+    acceptance) is judged per message: one that fails is recorded as that message's
+    failure, with its error, and the rest of the batch is indexed.
+    """
     report = DrainReport(batches=1)
-    documents, done, failed, unavailable = [], [], [], []
+    documents: dict[int, IndexDocument] = {}
+    defects: dict[int, tuple[str, ...]] = {}
+    failed: list[tuple[Lease, str]] = []
+    unavailable: list[tuple[Lease, str]] = []
+    by_id = {lease.message_id: lease for lease in batch.present}
     for lease, outcome in zip(batch.present, batch.outcomes()):
         if outcome.store_unavailable:
             unavailable.append((lease, outcome.error))
-            continue
-        if outcome.parsed is None:
-            failed.append((lease, outcome.error))
-            continue
-        documents.append(build_document(batch.facts[lease.message_id], outcome.parsed))
-        done.append((lease, outcome.parsed.defects))
+        elif outcome.parsed is None:
+            failed.append((lease, outcome.error or "the message could not be parsed"))
+        else:
+            try:
+                documents[lease.message_id] = build_document(batch.facts[lease.message_id], outcome.parsed)
+            except Exception as error:  # a message the document rules did not foresee: its failure alone
+                failed.append((lease, f"building its index document failed: {_describe(error)}"))
+            else:
+                defects[lease.message_id] = outcome.parsed.defects
     try:
-        backend.index(documents)
+        rejected = _index_isolating(backend, list(documents.values()))
     except IndexLockedError:
         # Another process (a running `serve`) owns the index: hand the rows straight back.
         unlease(sessions, batch.leases)
@@ -209,6 +276,8 @@ def complete_batch(sessions: sessionmaker[Session], backend: SearchBackend, batc
         report.failed += len(batch.leases)
         report.errors.append(str(error))
         return report
+    failed.extend((by_id[message_id], f"the search engine refused it: {reason}") for message_id, reason in rejected.items())
+    done = [(by_id[message_id], defects[message_id]) for message_id in documents if message_id not in rejected]
     _finish(sessions, done, failed, batch.gone)
     if unavailable:  # the blob store is down: an outage, like the engine's above
         release(sessions, [lease for lease, _ in unavailable], error=unavailable[0][1])
@@ -218,22 +287,35 @@ def complete_batch(sessions: sessionmaker[Session], backend: SearchBackend, batc
     return report
 
 
-def index_leased(
-    sessions: sessionmaker[Session], backend: SearchBackend, leases: Sequence[Lease], parse_many: ParseMany
-) -> DrainReport:
+def _index_isolating(backend: SearchBackend, documents: list[IndexDocument]) -> dict[int, str]:
+    """``backend.index``, and the ids it refused; an unexpected error is narrowed to its documents.
+
+    An adapter reports the documents it refuses; an exception that is not an engine
+    failure (a bug meeting one odd document) would otherwise sink the whole batch, so the
+    batch is indexed again one document at a time to find the ones it belongs to.
+    """
+    try:
+        return dict(backend.index(documents) or {})  # None from a stand-in engine: nothing refused
+    except SearchBackendError:
+        raise
+    except Exception as error:
+        if len(documents) <= 1:
+            return {document.id: _describe(error) for document in documents}
+        log.warning("indexing a batch of %d raised %s; indexing it one message at a time", len(documents), _describe(error))
+    rejected: dict[int, str] = {}
+    for document in documents:
+        rejected.update(_index_isolating(backend, [document]))
+    return rejected
+
+
+def index_leased(sessions: sessionmaker[Session], backend: SearchBackend, leases: Sequence[Lease], parse_many: ParseMany) -> DrainReport:
     """Parse and index one leased batch, start to finish."""
-
-    def parse_now(digests: Sequence[str]) -> Callable[[], list[ParseOutcome]]:
-        outcomes = parse_many(digests)
-        return lambda: outcomes
-
-    return complete_batch(sessions, backend, prepare_batch(sessions, leases, parse_now))
+    return complete_batch(sessions, backend, prepare_batch(sessions, leases, parse_now(parse_many)))
 
 
 def _finish(sessions: sessionmaker[Session], done, failed, gone) -> None:  # type: ignore[no-untyped-def]
     """Record the batch in one transaction, with one executemany per statement."""
     now = utcnow()
-    outbox, messages = IndexOutbox.__table__, Message.__table__
     finished = [lease for lease, _ in done] + list(gone)
     with sessions.begin() as session:
         if done:
@@ -244,12 +326,16 @@ def _finish(sessions: sessionmaker[Session], done, failed, gone) -> None:  # typ
         if finished:
             # Only the generation we indexed: a newer enqueue (wider scope) must run again.
             session.execute(
-                outbox.delete().where(and_(outbox.c.message_id == bindparam("mid"), outbox.c.generation == bindparam("generation"))),
+                index_outbox.delete().where(
+                    and_(index_outbox.c.message_id == bindparam("mid"), index_outbox.c.generation == bindparam("generation"))
+                ),
                 [{"mid": lease.message_id, "generation": lease.generation} for lease in finished],
             )
             # If a newer generation kept a row alive, free it for the next batch at once.
             session.execute(
-                outbox.update().where(outbox.c.message_id.in_([lease.message_id for lease in finished])).values(leased_until=None)
+                index_outbox.update()
+                .where(index_outbox.c.message_id.in_([lease.message_id for lease in finished]))
+                .values(leased_until=None)
             )
         for lease, error in failed:
             _schedule_retry(session, lease, error, now)
@@ -258,9 +344,9 @@ def _finish(sessions: sessionmaker[Session], done, failed, gone) -> None:  # typ
 def unlease(sessions: sessionmaker[Session], leases: Sequence[Lease]) -> None:
     with sessions.begin() as session:
         session.execute(
-            update(IndexOutbox)
-            .where(IndexOutbox.message_id.in_([lease.message_id for lease in leases]))
-            .values(leased_until=None, attempts=IndexOutbox.attempts - 1)
+            update(index_outbox)
+            .where(index_outbox.c.message_id.in_([lease.message_id for lease in leases]))
+            .values(leased_until=None, attempts=index_outbox.c.attempts - 1)
         )
 
 
@@ -269,18 +355,45 @@ def release(sessions: sessionmaker[Session], leases: Iterable[Lease], *, error: 
     now = utcnow()
     with sessions.begin() as session:
         session.execute(
-            update(IndexOutbox)
-            .where(IndexOutbox.message_id.in_([lease.message_id for lease in leases]))
-            .values(leased_until=now + RETRY_BASE, attempts=IndexOutbox.attempts - 1, last_error=error[:2000])
+            update(index_outbox)
+            .where(index_outbox.c.message_id.in_([lease.message_id for lease in leases]))
+            .values(leased_until=now + RETRY_BASE, attempts=index_outbox.c.attempts - 1, last_error=error[:ERROR_CHARS])
         )
 
 
+def give_up_on_hung_parse(sessions: sessionmaker[Session], hung: str, others: Sequence[str], *, error: str) -> None:
+    """A parse that will not stop takes its process down: record it, and hand its batch back.
+
+    ``hung`` (a digest) failed, and the attempt counts; ``others``, the rest of its
+    leased batch, go back at once with theirs not counted.
+    """
+    with sessions.begin() as session:
+        ids = dict(session.execute(select(messages.c.sha256, messages.c.id).where(messages.c.sha256.in_([hung, *others]))).all())
+        if hung in ids:
+            _schedule_retry(session, Lease(message_id=ids[hung], generation=0), error, utcnow())
+        innocent = [ids[digest] for digest in others if digest in ids and digest != hung]
+        if innocent:
+            session.execute(
+                update(index_outbox)
+                .where(index_outbox.c.message_id.in_(innocent), index_outbox.c.leased_until.is_not(None))
+                .values(leased_until=None, attempts=index_outbox.c.attempts - 1)
+            )
+
+
 def _schedule_retry(session: Session, lease: Lease, error: str, now: datetime) -> None:
-    attempts = session.scalar(select(IndexOutbox.attempts).where(IndexOutbox.message_id == lease.message_id)) or 1
-    delay = min(RETRY_BASE * (2 ** min(attempts - 1, 16)), RETRY_MAX)
+    attempts = session.scalar(select(index_outbox.c.attempts).where(index_outbox.c.message_id == lease.message_id)) or 1
+    # At the limit no retry comes: the row is free of its lease, and only the attempt
+    # count keeps workers away (see ``free_row``).
+    retry_at = None if attempts >= MAX_ATTEMPTS else now + min(RETRY_BASE * (2 ** min(attempts - 1, 16)), RETRY_MAX)
     session.execute(
-        update(IndexOutbox).where(IndexOutbox.message_id == lease.message_id).values(leased_until=now + delay, last_error=error[:2000])
+        update(index_outbox)
+        .where(index_outbox.c.message_id == lease.message_id)
+        .values(leased_until=retry_at, last_error=error[:ERROR_CHARS] or "failed without an error message")
     )
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 def _grouped(rows) -> dict[int, list[str]]:  # type: ignore[no-untyped-def]
@@ -290,12 +403,101 @@ def _grouped(rows) -> dict[int, list[str]]:  # type: ignore[no-untyped-def]
     return result
 
 
+# --- what is not indexed, and retrying what failed ---
+
+
+@dataclass(frozen=True)
+class Unindexed:
+    """Every catalogued message not (or not currently) indexed, by why; ``status`` shows these."""
+
+    waiting: int  # on the outbox, not tried yet (or tried and handed back by an outage)
+    in_progress: int  # leased by a worker now
+    retrying: int  # failed with an error and tries left: retried after a delay
+    failed: int  # failed MAX_ATTEMPTS times: left alone until `reindex --failed`
+    not_queued: int  # never indexed and not on the outbox (a lost row): `reindex --failed` queues it
+    oldest: datetime | None  # when the longest-waiting outbox row was enqueued
+    last_error: str  # the most recent error of a failed or retrying message
+
+    @property
+    def backlog(self) -> int:
+        return self.waiting + self.in_progress + self.retrying + self.failed
+
+    @property
+    def total(self) -> int:
+        return self.backlog + self.not_queued
+
+
+def _leased(now: datetime) -> ColumnElement[bool]:
+    return and_(index_outbox.c.leased_until.is_not(None), index_outbox.c.leased_until >= now)
+
+
+def _given_up(now: datetime) -> ColumnElement[bool]:
+    """Rows that used every attempt and are not in their last one: they wait for a person."""
+    return and_(index_outbox.c.attempts >= MAX_ATTEMPTS, not_(_leased(now)))
+
+
+def unindexed(sessions: sessionmaker[Session], *, now: datetime | None = None) -> Unindexed:
+    now = now or utcnow()
+    leased = _leased(now)
+    erred = index_outbox.c.last_error != ""
+    reason = case(
+        (_given_up(now), "failed"),
+        (erred, "retrying"),
+        (leased, "in_progress"),
+        else_="waiting",
+    )
+    with sessions() as session:
+        counts = dict(session.execute(select(reason, func.count()).select_from(index_outbox).group_by(reason)).all())
+        oldest = session.scalar(select(func.min(index_outbox.c.enqueued_at)))
+        last_error = session.scalar(
+            select(index_outbox.c.last_error).where(erred).order_by(index_outbox.c.enqueued_at.desc()).limit(1)
+        ) or ""
+        not_queued = session.scalar(select(func.count()).select_from(messages).where(_never_indexed_nor_queued())) or 0
+    return Unindexed(
+        waiting=int(counts.get("waiting", 0)),
+        in_progress=int(counts.get("in_progress", 0)),
+        retrying=int(counts.get("retrying", 0)),
+        failed=int(counts.get("failed", 0)),
+        not_queued=int(not_queued),
+        oldest=as_utc(oldest),
+        last_error=last_error,
+    )
+
+
+def failed_messages(sessions: sessionmaker[Session], *, now: datetime | None = None) -> dict[int, str]:
+    """Messages left alone after MAX_ATTEMPTS failures, with their last error."""
+    with sessions() as session:
+        return dict(session.execute(
+            select(index_outbox.c.message_id, index_outbox.c.last_error)
+            .where(_given_up(now or utcnow()))
+            .order_by(index_outbox.c.message_id)
+        ).all())
+
+
+def retry_failed(sessions: sessionmaker[Session]) -> int:
+    """Index again, soon, every message that failed, and every one never indexed nor queued.
+
+    Failed rows (at the limit or waiting to retry) get their attempts back and lose their
+    wait; a message whose outbox row was lost is queued again. The index is left as it
+    is: only these messages are indexed again. Returns how many.
+    """
+    with sessions.begin() as session:
+        retried = session.execute(
+            update(index_outbox).where(index_outbox.c.last_error != "").values(attempts=0, leased_until=None, last_error="")
+        ).rowcount or 0
+        lost = list(session.scalars(select(messages.c.id).where(_never_indexed_nor_queued())))
+        enqueue(session, lost)
+    return int(retried) + len(lost)
+
+
+def _never_indexed_nor_queued() -> ColumnElement[bool]:
+    return and_(messages.c.indexed_at.is_(None), ~exists().where(index_outbox.c.message_id == messages.c.id))
+
+
 def backlog(sessions: sessionmaker[Session]) -> tuple[int, datetime | None]:
     """How many messages wait for indexing, and since when the oldest has waited."""
-    from sqlalchemy import func
-
     with sessions() as session:
-        count, oldest = session.execute(select(func.count(), func.min(IndexOutbox.enqueued_at)).select_from(IndexOutbox)).one()
+        count, oldest = session.execute(select(func.count(), func.min(index_outbox.c.enqueued_at)).select_from(index_outbox)).one()
     return int(count), as_utc(oldest)
 
 

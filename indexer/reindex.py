@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from archiver.journal import enqueue_for_indexing
+from indexer import outbox
 from indexer.search_backend import SearchBackend, SupportsRebuild
-from storage.models import Message
+from storage.tables import messages
 
 
 def enqueue_all(sessions: sessionmaker[Session], *, chunk: int = 5000) -> int:
@@ -16,10 +16,10 @@ def enqueue_all(sessions: sessionmaker[Session], *, chunk: int = 5000) -> int:
     last_id = 0
     while True:
         with sessions.begin() as session:
-            ids = list(session.scalars(select(Message.id).where(Message.id > last_id).order_by(Message.id).limit(chunk)))
+            ids = list(session.scalars(select(messages.c.id).where(messages.c.id > last_id).order_by(messages.c.id).limit(chunk)))
             if not ids:
                 return total
-            enqueue_for_indexing(session, ids)
+            outbox.enqueue(session, ids)
         total += len(ids)
         last_id = ids[-1]
 
@@ -43,3 +43,14 @@ def finish_reindex(backend: SearchBackend, *, expected: int) -> str:
     if isinstance(backend, SupportsRebuild):
         return backend.finish_rebuild(min_documents=expected)
     return ""
+
+
+def abort_reindex(backend: SearchBackend) -> None:
+    """Drop a side-by-side rebuild that failed, so that writes stop going to a half-built index.
+
+    The live index is untouched and keeps serving; the outbox rows the rebuild queued are
+    indexed into it, which is what every later write does too.
+    """
+    if isinstance(backend, SupportsRebuild):
+        backend.abort_rebuild()
+

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -34,6 +34,15 @@ class SearchPage:
     limit: int
 
 
+@dataclass(frozen=True)
+class IndexedScope:
+    """Whose a document is, as the engine holds it: read back by ``verify`` to find stale scopes."""
+
+    id: int
+    mailboxes: frozenset[str]
+    domains: frozenset[str]
+
+
 class SearchBackendError(RuntimeError):
     """The engine is unreachable or refused the operation; the caller may retry later."""
 
@@ -46,14 +55,19 @@ class SearchBackend(Protocol):
     """Contract every index engine adapter keeps.
 
     - ``index`` upserts by ``IndexDocument.id``; when it returns, the documents are
-      durable in the engine and visible to the next ``search``.
+      durable in the engine and visible to the next ``search``, except those it returns:
+      the ids of documents this engine cannot hold (it cannot convert them, or refuses
+      them one by one), each with the reason. Those are the documents' failures, and the
+      rest of the batch is indexed regardless.
     - ``search`` must call ``indexer.scope.require_scope`` and apply the scope as a
       filter; it never returns a message outside it.
-    - ``indexed_ids`` lists every id the engine holds, for ``verify``.
-    - Errors from the engine surface as ``SearchBackendError``.
+    - ``indexed_ids`` lists every id the engine holds, for ``verify``; ``indexed_scopes``
+      the mailboxes and domains each holds, both in ascending id order.
+    - An engine that is unreachable, busy or refusing as a whole raises
+      ``SearchBackendError``: an outage, after which the whole batch is tried again.
     """
 
-    def index(self, documents: Sequence[IndexDocument]) -> None: ...
+    def index(self, documents: Sequence[IndexDocument]) -> Mapping[int, str]: ...
 
     def delete(self, ids: Sequence[int]) -> None: ...
 
@@ -68,6 +82,8 @@ class SearchBackend(Protocol):
     ) -> SearchPage: ...
 
     def indexed_ids(self) -> Iterator[int]: ...
+
+    def indexed_scopes(self) -> Iterator[IndexedScope]: ...
 
     def count(self) -> int: ...
 

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import itertools
 import logging
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from concurrent.futures.process import BrokenProcessPool
 
-from indexer.outbox import DrainReport, ParseOutcome, PreparedBatch, complete_batch, lease_batch, prepare_batch, unlease
+from sqlalchemy.orm import Session, sessionmaker
+
+from indexer.outbox import (
+    DrainReport,
+    ParseOutcome,
+    PreparedBatch,
+    complete_batch,
+    give_up_on_hung_parse,
+    lease_batch,
+    parse_now,
+    prepare_batch,
+    unlease,
+)
 from postvault.memory import release_free_memory
 from postvault.settings import Settings
 from postvault.wiring import Archive, blobstore_from_url
@@ -22,6 +38,18 @@ log = logging.getLogger(__name__)
 
 # Below this many messages a pool costs more (pickling, wake-ups) than it saves.
 _POOL_THRESHOLD = 64
+# Messages sent to a pool process at a time: fewer round trips than one by one.
+_CHUNK = 8
+# The exit status of a process that stopped itself because a parse would not stop (EX_TEMPFAIL).
+EXIT_PARSE_HUNG = 75
+
+
+class ParseTimeoutError(Exception):
+    """A message took longer to parse than ``parse_timeout_seconds``."""
+
+
+def _timed_out(digest: str, seconds: float, *, how: str) -> ParseOutcome:
+    return ParseOutcome(sha256=digest, parsed=None, error=f"parsing took longer than {seconds:g} s; {how}")
 
 
 def _limits(settings: Settings):  # type: ignore[no-untyped-def]
@@ -34,21 +62,123 @@ def parse_blob(blobs: BlobStore, digest: str, limits) -> ParseOutcome:  # type: 
     return parse_fetched(digest, lambda: blobs.get(digest), limits)
 
 
-def parse_fetched(digest: str, fetch: Callable[[], bytes], limits) -> ParseOutcome:  # type: ignore[no-untyped-def]
-    """Parse the blob ``fetch`` returns; a blob that cannot be read becomes an outcome, not an exception."""
-    from indexer.parsing import parse_message
-
+def parse_fetched(digest: str, fetch: Callable[[], bytes], limits, *, watchdog: _Watchdog | None = None) -> ParseOutcome:  # type: ignore[no-untyped-def]
+    """Parse the blob ``fetch`` returns; a blob that cannot be read, or a parse that fails or
+    overruns ``watchdog``'s deadline, becomes an outcome, not an exception."""
     try:
         raw = fetch()
     except (BlobNotFoundError, BlobCorruptError) as error:
         return ParseOutcome(sha256=digest, parsed=None, error=str(error))
     except BlobStoreError as error:  # the store is down or refusing: retried, not counted against the message
         return ParseOutcome(sha256=digest, parsed=None, error=str(error), store_unavailable=True)
-    return ParseOutcome(sha256=digest, parsed=parse_message(raw, limits))
+    if watchdog is None:
+        return _parse_raw(digest, raw, limits)
+    return watchdog.bound(digest, lambda: _parse_raw(digest, raw, limits))
+
+
+def _parse_raw(digest: str, raw: bytes, limits) -> ParseOutcome:  # type: ignore[no-untyped-def]
+    from indexer.parsing import parse_message
+
+    try:
+        return ParseOutcome(sha256=digest, parsed=parse_message(raw, limits))
+    except ParseTimeoutError:
+        raise
+    except Exception as error:  # parse_message means never to raise; if it does, it is this message's failure
+        return ParseOutcome(sha256=digest, parsed=None, error=f"parsing failed: {type(error).__name__}: {error}")
+
+
+class _Watchdog:
+    """Bounds each parse of an in-process parser, as a pool bounds it by killing the worker.
+
+    At the deadline it raises ``ParseTimeoutError`` in the parsing thread, which stops any
+    parse that is running Python code. Native code (an extractor's C library) cannot be
+    interrupted in its own process: if the parse is still running after a grace period,
+    ``on_hang`` records it and the process exits with ``EXIT_PARSE_HUNG``. A Celery
+    worker's pool replaces the process; any other process is restarted by its supervisor.
+    """
+
+    def __init__(self, timeout: float, on_hang: Callable[[str], None] | None) -> None:
+        self.timeout = timeout
+        self._grace = min(max(timeout, 1.0), 10.0)
+        self._on_hang = on_hang
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._current: tuple[str, int, float] | None = None  # digest, thread, deadline
+        self._interrupted = False
+        self._closed = False
+        threading.Thread(target=self._watch, name="parse-watchdog", daemon=True).start()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._changed.notify()
+
+    def bound(self, digest: str, parse: Callable[[], ParseOutcome]) -> ParseOutcome:
+        """``parse()``, or the outcome of a parse that overran and was interrupted."""
+        self.start(digest)
+        try:
+            outcome = parse()
+            self.stop()
+        except ParseTimeoutError:  # wherever it landed, even just after the parse: it took that long
+            self.stop()
+            outcome = _timed_out(digest, self.timeout, how="it was interrupted")
+        return outcome
+
+    def start(self, digest: str) -> None:
+        with self._lock:
+            self._current = (digest, threading.get_ident(), time.monotonic() + self.timeout)
+            self._interrupted = False
+            self._changed.notify()
+
+    def stop(self) -> None:
+        """Idempotent; takes back an interruption raised too late to land inside the parse."""
+        with self._lock:
+            if self._current is not None and self._interrupted:
+                _raise_in_thread(self._current[1], None)
+            self._current = None
+            self._interrupted = False
+
+    def _watch(self) -> None:
+        with self._lock:
+            while True:
+                if self._current is None:
+                    if self._closed:
+                        return
+                    self._changed.wait()
+                    continue
+                digest, thread, deadline = self._current
+                now = time.monotonic()
+                if now < deadline:
+                    self._changed.wait(deadline - now)
+                elif not self._interrupted:
+                    self._interrupted = True
+                    _raise_in_thread(thread, ParseTimeoutError)
+                    self._current = (digest, thread, now + self._grace)
+                else:
+                    break
+        log.critical("parsing message %s has not stopped %g s after its deadline of %g s; stopping this process",
+                     digest, self._grace, self.timeout)
+        try:
+            if self._on_hang is not None:
+                self._on_hang(digest)
+        finally:
+            logging.shutdown()
+            os._exit(EXIT_PARSE_HUNG)
+
+
+def _raise_in_thread(thread: int, error: type[BaseException] | None) -> None:
+    """Raise ``error`` in ``thread`` at its next bytecode (None takes a pending one back)."""
+    set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    set_async_exc.argtypes = [ctypes.c_ulong, ctypes.py_object if error is not None else ctypes.c_void_p]
+    set_async_exc(thread, error)
 
 
 class InProcessParser:
     """Parses in the calling process: for small batches, the embedded trickle and Celery tasks.
+
+    Each parse is bounded by ``parse_timeout_seconds`` (see ``_Watchdog``); a parse that
+    will not stop is recorded in the outbox of ``sessions``, when given, before the
+    process stops.
 
     With ``prefetch`` > 0 it reads up to that many blobs ahead on threads while it parses:
     from S3 a GET is a network round trip (a third of a Celery worker's time when read one
@@ -56,14 +186,36 @@ class InProcessParser:
     memory held by blobs fetched but not yet parsed.
     """
 
-    def __init__(self, blobs: BlobStore, settings: Settings, *, prefetch: int = 0) -> None:
+    def __init__(
+        self,
+        blobs: BlobStore,
+        settings: Settings,
+        *,
+        prefetch: int = 0,
+        sessions: sessionmaker[Session] | None = None,
+    ) -> None:
         self._blobs = blobs
         self._limits = _limits(settings)
         self._prefetch = prefetch
+        self._sessions = sessions  # where a parse that will not stop is recorded (see _Watchdog)
+        self._timeout = settings.parse_timeout_seconds
+        self._watchdog: _Watchdog | None = None
+        self._batch: Sequence[str] = ()
 
     def __call__(self, digests: Sequence[str]) -> list[ParseOutcome]:
+        self._batch = digests
+        if self._timeout > 0:
+            self._watchdog = _Watchdog(self._timeout, self._record_hang)
+        try:
+            return self._parse_all(digests)
+        finally:
+            if self._watchdog is not None:
+                self._watchdog.close()
+            self._watchdog, self._batch = None, ()
+
+    def _parse_all(self, digests: Sequence[str]) -> list[ParseOutcome]:
         if self._prefetch <= 0 or len(digests) <= 1:
-            return [parse_blob(self._blobs, digest, self._limits) for digest in digests]
+            return [self._parse_bounded(digest, functools.partial(self._blobs.get, digest)) for digest in digests]
         outcomes: list[ParseOutcome] = []
         with ThreadPoolExecutor(max_workers=min(self._prefetch, len(digests)), thread_name_prefix="blob-prefetch") as pool:
             waiting: deque[Future[bytes]] = deque()
@@ -75,8 +227,19 @@ class InProcessParser:
                 following = next(upcoming, None)
                 if following is not None:
                     waiting.append(pool.submit(self._blobs.get, following))
-                outcomes.append(parse_fetched(digest, fetched.result, self._limits))
+                outcomes.append(self._parse_bounded(digest, fetched.result))
         return outcomes
+
+    def _parse_bounded(self, digest: str, fetch: Callable[[], bytes]) -> ParseOutcome:
+        # Reading the blob is bounded by the store's own timeouts; the watchdog times the parse.
+        return parse_fetched(digest, fetch, self._limits, watchdog=self._watchdog)
+
+    def _record_hang(self, digest: str) -> None:
+        if self._sessions is not None:
+            give_up_on_hung_parse(
+                self._sessions, digest, [d for d in self._batch if d != digest],
+                error=_timed_out(digest, self._timeout, how="its worker process was stopped").error,
+            )
 
 
 # What the fork server imports before forking workers ("__main__" is multiprocessing's default).
@@ -85,6 +248,7 @@ _WORKER_PRELOAD = ["__main__", "postvault.indexing", "indexer.parsing"]
 # Per-process state of pool workers, set once by the initializer (each worker opens its own store).
 _worker_blobs: BlobStore | None = None
 _worker_limits = None
+_worker_watchdog: _Watchdog | None = None
 _worker_parsed = 0
 # A parser process gives its free heap back this often (see postvault.memory): often
 # enough that one huge attachment does not leave it big, rarely enough to cost nothing
@@ -93,9 +257,21 @@ _TRIM_EVERY = 16
 
 
 def _init_worker(blobstore_url: str, settings_json: str) -> None:
-    global _worker_blobs, _worker_limits
+    global _worker_blobs, _worker_limits, _worker_watchdog
+    settings = Settings.model_validate_json(settings_json)
     _worker_blobs = blobstore_from_url(blobstore_url)
-    _worker_limits = _limits(Settings.model_validate_json(settings_json))
+    _worker_limits = _limits(settings)
+    # In the worker, a parse stuck in native code ends the process, which the pool sees at
+    # once; the parent's own deadline (a chunk's allowance) is the backstop.
+    _worker_watchdog = _Watchdog(settings.parse_timeout_seconds, None) if settings.parse_timeout_seconds > 0 else None
+
+
+def _parse_chunk(parse_in_worker: Callable[[str], ParseOutcome], digests: list[str]) -> list[ParseOutcome]:
+    """Runs in a pool process: parse each message within the time limit."""
+    watchdog = _worker_watchdog
+    if watchdog is None:
+        return [parse_in_worker(digest) for digest in digests]
+    return [watchdog.bound(digest, functools.partial(parse_in_worker, digest)) for digest in digests]
 
 
 def _parse_in_worker(digest: str) -> ParseOutcome:
@@ -120,7 +296,8 @@ class PooledParser:
         inline_below: int = _POOL_THRESHOLD,
         parse_in_worker: Callable[[str], ParseOutcome] | None = None,
     ) -> None:
-        self._inline = InProcessParser(archive.blobs, archive.settings)
+        self._inline = InProcessParser(archive.blobs, archive.settings, sessions=archive.sessions)
+        self._timeout = archive.settings.parse_timeout_seconds
         # A module-level function (pickled by name); tests pass one that crashes on purpose.
         self._parse_in_worker = parse_in_worker or _parse_in_worker
         self._inline_below = inline_below
@@ -151,28 +328,73 @@ class PooledParser:
         if len(digests) < self._inline_below:
             outcomes = self._inline(digests)
             return lambda: outcomes
+        chunks = [list(digests[at : at + _CHUNK]) for at in range(0, len(digests), _CHUNK)]
         try:
-            pending = self._executor.map(self._parse_in_worker, digests, chunksize=8)
+            pending = [self._executor.submit(_parse_chunk, self._parse_in_worker, chunk) for chunk in chunks]
         except BrokenProcessPool:
             self._restart()
-            pending = self._executor.map(self._parse_in_worker, digests, chunksize=8)
+            pending = [self._executor.submit(_parse_chunk, self._parse_in_worker, chunk) for chunk in chunks]
+        return functools.partial(self._wait, chunks, pending)
 
-        def wait() -> list[ParseOutcome]:
+    def _wait(self, chunks: list[list[str]], pending: list[Future[list[ParseOutcome]]]) -> list[ParseOutcome]:
+        """The outcomes in order, each chunk given ``timeout`` per message from when it must have started.
+
+        The pool takes chunks in order, so a chunk has started at the latest when every
+        chunk before it has finished (this thunk is called after the previous batch's, whose
+        chunks were queued first). Past that allowance a message is hung: the workers are
+        killed and whatever did not finish is parsed one message at a time to find it.
+        """
+        outcomes: list[ParseOutcome] = []
+        started_by = time.monotonic()
+        for number, (chunk, future) in enumerate(zip(chunks, pending)):
+            allowance = len(chunk) * self._timeout if self._timeout > 0 else None
             try:
-                return list(pending)
+                wait = None if allowance is None else max(0.0, started_by + allowance - time.monotonic())
+                outcomes.extend(future.result(timeout=wait))
+            except FutureTimeoutError:
+                log.error("a parser process has spent more than %g s per message on a chunk; stopping the pool's "
+                          "processes and parsing the rest one message at a time to find the cause", self._timeout)
+                self._kill_workers()
+                return outcomes + self._rest_isolated(chunks[number:], pending[number:])
             except BrokenProcessPool:
-                log.error("a parser process died; parsing this batch one message at a time to find the cause")
+                log.error("a parser process died; parsing the rest of this batch one message at a time to find the cause")
                 self._restart()
-                return [self._parse_isolated(digest) for digest in digests]
+                return outcomes + self._rest_isolated(chunks[number:], pending[number:])
+            except Exception:  # a worker that raised (say, an outcome it could not pickle): find the message
+                log.exception("parsing a chunk failed; parsing it one message at a time")
+                return outcomes + self._rest_isolated(chunks[number:], pending[number:])
+            started_by = time.monotonic()
+        return outcomes
 
-        return wait
+    def _rest_isolated(self, chunks: list[list[str]], pending: list[Future[list[ParseOutcome]]]) -> list[ParseOutcome]:
+        outcomes: list[ParseOutcome] = []
+        for chunk, future in zip(chunks, pending):
+            if future.done() and not future.cancelled() and future.exception() is None:
+                outcomes.extend(future.result())  # finished before the pool was stopped
+            else:
+                outcomes.extend(self._parse_isolated(digest) for digest in chunk)
+        return outcomes
 
     def _parse_isolated(self, digest: str) -> ParseOutcome:
+        timeout = self._timeout if self._timeout > 0 else None
         try:
-            return self._executor.submit(self._parse_in_worker, digest).result()
+            return self._executor.submit(_parse_chunk, self._parse_in_worker, [digest]).result(timeout=timeout)[0]
         except BrokenProcessPool:
             self._restart()
             return ParseOutcome(sha256=digest, parsed=None, error="the parser process crashed on this message")
+        except FutureTimeoutError:
+            self._kill_workers()
+            return _timed_out(digest, self._timeout, how="its parser process was killed")
+        except Exception as error:
+            return ParseOutcome(sha256=digest, parsed=None, error=f"parsing failed: {type(error).__name__}: {error}")
+
+    def _kill_workers(self) -> None:
+        """Kill every pool process (the executor cannot say which one runs which message), then start anew."""
+        # ProcessPoolExecutor.kill_workers arrived in Python 3.14; before it, only the
+        # executor's own table names its processes.
+        for process in list(getattr(self._executor, "_processes", {}).values()):
+            process.kill()
+        self._restart()
 
     def _restart(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -185,16 +407,8 @@ class PooledParser:
 def parser_for(archive: Archive, *, expected: int) -> Callable[[Sequence[str]], list[ParseOutcome]]:
     workers = archive.settings.index_workers or (os.cpu_count() or 1)
     if workers <= 1 or expected < _POOL_THRESHOLD * 2:
-        return InProcessParser(archive.blobs, archive.settings)
+        return InProcessParser(archive.blobs, archive.settings, sessions=archive.sessions)
     return PooledParser(archive, workers)
-
-
-def _parse_now(parse_many: Callable[[Sequence[str]], list[ParseOutcome]]):  # type: ignore[no-untyped-def]
-    def start(digests: Sequence[str]) -> Callable[[], list[ParseOutcome]]:
-        outcomes = parse_many(digests)
-        return lambda: outcomes
-
-    return start
 
 
 def drain_outbox(
@@ -212,7 +426,7 @@ def drain_outbox(
     if parse_many is None:
         parse_many = parser_for(archive, expected=backlog(archive.read_sessions)[0])
     # With a pool, the next batch is parsed in other processes while this one is indexed.
-    start = getattr(parse_many, "start", None) or _parse_now(parse_many)
+    start = getattr(parse_many, "start", None) or parse_now(parse_many)
     sessions, size = archive.sessions, archive.settings.index_batch_size
     pending: PreparedBatch | None = None
     try:

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
         default=0,
         description="Processes that parse messages for indexing. 0: one per CPU core.",
     )
+    parse_timeout_seconds: float = Field(
+        default=60.0,
+        description="Longest one message may take to parse for indexing; a parse that takes longer is stopped "
+        "and recorded as that message's failure. 0: no limit.",
+    )
     max_attachment_bytes: int = Field(
         default=25 * 1024 * 1024,
         description="Attachments larger than this are listed but their text is not extracted.",

@@ -27,7 +27,7 @@ from indexer.document import IndexDocument
 from indexer.query import fields
 from indexer.query.ast import Node
 from indexer.scope import Scope, require_scope
-from indexer.search_backend import Hit, SearchBackendError, SearchPage, SortOrder
+from indexer.search_backend import Hit, IndexedScope, SearchBackendError, SearchPage, SortOrder
 from storage.engine_urls import OPENSEARCH_DEFAULT_PREFIX, OpenSearchUrl, parse_opensearch_url
 
 USER_ENV = "POSTVAULT_OPENSEARCH_USER"
@@ -143,20 +143,34 @@ class OpenSearchBackend:
 
     # --- writing ---
 
-    def index(self, documents: Sequence[IndexDocument]) -> None:
-        """Upsert by id; durable (translog fsynced per request) and searchable on return."""
+    def index(self, documents: Sequence[IndexDocument]) -> Mapping[int, str]:
+        """Upsert by id; durable (translog fsynced per request) and searchable on return.
+
+        Returns the documents refused one by one (a 400 on their ``_bulk`` item: they
+        break the mapping or a limit) or that could not be made into JSON; the rest are
+        indexed. Anything else that fails an item (busy, read-only, a missing alias, a
+        shard down) is the cluster's failure and raises ``SearchBackendError``.
+        """
         if not documents:
-            return
+            return {}
         latest = {document.id: document for document in documents}  # a repeated id: the last copy wins
-        sources = [mapping.to_source(document) for document in latest.values()]
+        sources: list[dict[str, Any]] = []
+        refused: dict[int, str] = {}
+        for message_id, document in latest.items():
+            try:
+                sources.append(mapping.to_source(document))
+            except Exception as error:  # one odd document must not sink the batch
+                refused[message_id] = f"it cannot be made into an OpenSearch document ({type(error).__name__}: {error})"
         targets = self._write_targets()
         actions = (
             {"_op_type": "index", "_index": target, "_id": str(source[fields.ID]), "_source": source}
             for source in sources
             for target in targets
         )
-        self._bulk(actions, "indexing", len(sources))
+        for item_id, reason in self._bulk(actions, "indexing", len(sources), refusable=True).items():
+            refused[int(item_id)] = f"OpenSearch refused it: {reason}"
         self._refresh()
+        return refused
 
     def delete(self, ids: Sequence[int]) -> None:
         if not ids:
@@ -179,8 +193,12 @@ class OpenSearchBackend:
         with contextlib.suppress(OpenSearchException):
             self._client.close()
 
-    def _bulk(self, actions: Any, doing: str, documents: int, *, missing_is_fine: bool = False) -> None:
+    def _bulk(
+        self, actions: Any, doing: str, documents: int, *, missing_is_fine: bool = False, refusable: bool = False
+    ) -> dict[str, str]:
+        """Run the actions; with ``refusable``, return the ids of documents refused for themselves, with why."""
         failures: list[dict[str, Any]] = []
+        refused: dict[str, str] = {}
         with self._translated(doing):
             for ok, item in streaming_bulk(
                 self._client,
@@ -198,7 +216,14 @@ class OpenSearchBackend:
             ):
                 result = next(iter(item.values()))
                 # Deleting an id the index does not hold is no failure; a missing index still is.
-                if not ok and not (missing_is_fine and result.get("result") == "not_found"):
+                if ok or (missing_is_fine and result.get("result") == "not_found"):
+                    continue
+                # 400 is the document's own fault (mapper_parsing_exception, a value out of
+                # range): retrying it can never succeed. 429 (busy), 403 (a read-only block
+                # on a full disk), 404 (an alias gone) and 5xx are the cluster's.
+                if refusable and result.get("status") == 400:
+                    refused.setdefault(str(result.get("_id")), _reason(result.get("error")))
+                else:
                     failures.append(result)
         if failures:
             first = failures[0]
@@ -207,6 +232,7 @@ class OpenSearchBackend:
                 f"OpenSearch at {self.connection.where} refused {len(failures)} of {documents} documents while "
                 f"{doing} (first: id {first.get('_id')} in {first.get('_index')}: {reason})"
             )
+        return refused
 
     def _refresh(self) -> None:
         # Only the live index: a version being rebuilt is searched by nobody until the swap,
@@ -440,6 +466,37 @@ class OpenSearchBackend:
                 page = self._client.search(body=body, filter_path="hits.hits.sort")
                 hits = page.get("hits", {}).get("hits", [])
                 yield from (int(hit["sort"][0]) for hit in hits)
+                if len(hits) < _IDS_PAGE:
+                    return
+                after = hits[-1]["sort"]
+
+    def indexed_scopes(self) -> Iterator[IndexedScope]:
+        """Every document's mailboxes and domains (kept in ``_source``), ascending by id, from one snapshot."""
+        wanted = [fields.MAILBOX, fields.DOMAIN]
+        with self._translated("reading the indexed scopes"), self._point_in_time() as pit:
+            if pit is None:
+                return
+            after: list[Any] | None = None
+            while True:
+                body: dict[str, Any] = {
+                    "size": _IDS_PAGE,
+                    "query": {"match_all": {}},
+                    "sort": [{fields.ID: {"order": "asc"}}],
+                    "pit": {"id": pit, "keep_alive": _KEEP_ALIVE},
+                    "track_total_hits": False,
+                    "_source": wanted,
+                }
+                if after is not None:
+                    body["search_after"] = after
+                page = self._client.search(body=body, filter_path="hits.hits.sort,hits.hits._source")
+                hits = page.get("hits", {}).get("hits", [])
+                for hit in hits:
+                    source = hit.get("_source", {})
+                    yield IndexedScope(
+                        id=int(hit["sort"][0]),
+                        mailboxes=frozenset(source.get(fields.MAILBOX, ())),
+                        domains=frozenset(source.get(fields.DOMAIN, ())),
+                    )
                 if len(hits) < _IDS_PAGE:
                     return
                 after = hits[-1]["sort"]

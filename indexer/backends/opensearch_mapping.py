@@ -196,8 +196,13 @@ def word_stream(values: Iterable[str]) -> str:
 
 
 def clamp_date(moment: datetime) -> datetime:
-    # Naive dates are taken as UTC, as the tantivy backend does.
+    # Naive dates are taken as UTC, as the tantivy backend does. Years outside the span are
+    # clamped before converting: 9999-12-31 west of UTC is past what a datetime can hold.
     moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    if moment.year > LATEST.year:
+        return LATEST
+    if moment.year < EARLIEST.year:
+        return EARLIEST
     return min(max(moment.astimezone(timezone.utc), EARLIEST), LATEST)
 
 

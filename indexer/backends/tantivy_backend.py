@@ -6,7 +6,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from indexer.document import IndexDocument
 from indexer.query import fields
 from indexer.query.ast import Node
 from indexer.scope import Scope, require_scope
-from indexer.search_backend import IndexLockedError, Hit, SearchBackendError, SearchPage, SortOrder
+from indexer.search_backend import Hit, IndexedScope, IndexLockedError, SearchBackendError, SearchPage, SortOrder
 from storage.private_files import private_folder
 
 # Date order is to the second, ties broken by id in the same direction, so that paging
@@ -54,13 +54,24 @@ def build_schema() -> tantivy.Schema:
         builder.add_text_field(name, tokenizer_name="default")
     for name in fields.KEYWORD_FIELDS:
         # Whole values are never searched as phrases: no positions, no frequencies to store.
-        builder.add_text_field(name, tokenizer_name="raw", index_option="basic")
+        # Mailboxes and domains are stored too, so that `verify` can read a document's
+        # scope back and compare it with the catalogue's.
+        builder.add_text_field(name, tokenizer_name="raw", index_option="basic", stored=name in _SCOPE_FIELDS)
     return builder.build()
+
+
+_SCOPE_FIELDS = (fields.MAILBOX, fields.DOMAIN)
 
 
 def _utc(moment: datetime) -> datetime:
     # Naive dates are taken as UTC; tantivy cannot hold dates outside 1677-2262.
     moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    # Outside tantivy's span, and converting 9999-12-31 in a zone west of UTC would pass
+    # datetime's own range.
+    if moment.year > tantivy.MAX_DATETIME.year:
+        return tantivy.MAX_DATETIME
+    if moment.year < tantivy.MIN_DATETIME.year:
+        return tantivy.MIN_DATETIME
     return min(max(moment.astimezone(timezone.utc), tantivy.MIN_DATETIME), tantivy.MAX_DATETIME)
 
 
@@ -121,24 +132,40 @@ class TantivyBackend:
 
     # --- writing ---
 
-    def index(self, documents: Sequence[IndexDocument]) -> None:
-        """Upsert by id, one commit for the whole batch; visible to ``search`` on return."""
+    def index(self, documents: Sequence[IndexDocument]) -> Mapping[int, str]:
+        """Upsert by id, one commit for the whole batch; visible to ``search`` on return.
+
+        A document that cannot be made into a tantivy document (a value out of its
+        range) is returned as refused, and the rest are committed.
+        """
         if not documents:
-            return
+            return {}
         latest = {document.id: document for document in documents}  # a repeated id: the last copy wins
-        converted = [to_tantivy(document) for document in latest.values()]
+        converted: dict[int, tantivy.Document] = {}
+        refused: dict[int, str] = {}
+        for message_id, document in latest.items():
+            try:
+                converted[message_id] = to_tantivy(document)
+            except Exception as error:  # one odd document must not sink the batch
+                refused[message_id] = f"tantivy cannot hold it ({type(error).__name__}: {error})"
         with self._write_lock:
             writer = self._open_writer()
             try:
-                # One delete for the batch: it removes only documents added before it.
-                writer.delete_documents_by_query(self._ids_query(latest))
-                for doc in converted:
-                    writer.add_document(doc)
+                # One delete for the batch: it removes only documents added before it. A
+                # document refused above keeps its older copy, as OpenSearch keeps one.
+                if converted:
+                    writer.delete_documents_by_query(self._ids_query(converted))
+                for message_id, doc in converted.items():
+                    try:
+                        writer.add_document(doc)
+                    except ValueError as error:
+                        refused[message_id] = f"tantivy refused it ({error})"
                 writer.commit()
             except (ValueError, OSError) as error:
                 self._rollback(writer)
                 raise SearchBackendError(f"indexing into {self._path} failed: {error}") from error
         self._refresh(force=True)
+        return refused
 
     def delete(self, ids: Sequence[int]) -> None:
         if not ids:
@@ -257,6 +284,28 @@ class TantivyBackend:
                 return
             query = tantivy.Query.range_query(
                 self._schema, fields.ID, tantivy.FieldType.Unsigned, lower_bound=ids[-1], include_lower=False
+            )
+
+    def indexed_scopes(self) -> Iterator[IndexedScope]:
+        """Every document's stored mailboxes and domains, ascending by id, from one snapshot."""
+        searcher = self._searcher()
+        query = tantivy.Query.all_query()
+        while True:
+            try:
+                page = searcher.search(query, _IDS_PAGE, count=False, order_by_field=fields.ID, order=tantivy.Order.Asc)
+                stored = [(int(key), searcher.doc(address)) for key, address in page.hits]
+            except ValueError as error:
+                raise SearchBackendError(f"reading scopes in {self._path} failed: {error}") from error
+            for message_id, doc in stored:
+                yield IndexedScope(
+                    id=message_id,
+                    mailboxes=frozenset(doc.get_all(fields.MAILBOX)),
+                    domains=frozenset(doc.get_all(fields.DOMAIN)),
+                )
+            if len(stored) < _IDS_PAGE:
+                return
+            query = tantivy.Query.range_query(
+                self._schema, fields.ID, tantivy.FieldType.Unsigned, lower_bound=stored[-1][0], include_lower=False
             )
 
     def check(self) -> None:

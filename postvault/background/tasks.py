@@ -16,20 +16,16 @@ from typing import TYPE_CHECKING
 
 from celery import shared_task
 from celery.signals import worker_init
-from sqlalchemy import func, or_, select
 
-from indexer.outbox import backlog, index_leased, lease_batch, utc_age
+from indexer.outbox import backlog, index_leased, leasable, lease_batch, utc_age
 from indexer.search_backend import IndexLockedError
 from postvault.background.broker import INDEX_BATCH, QUEUE, REINDEX
 from postvault.indexing import InProcessParser
 from postvault.memory import release_free_memory
 from postvault.schedule import PERIODIC_JOBS, PeriodicJob
-from storage.models import IndexOutbox
-from storage.timeutil import utcnow
 
 if TYPE_CHECKING:
     from celery import Task
-    from sqlalchemy.orm import Session, sessionmaker
 
     from postvault.background.celery_app import PostvaultCelery
     from postvault.wiring import Archive
@@ -61,7 +57,7 @@ def index_batch(self: Task) -> dict[str, int]:
     if not leases:
         return {"leased": 0, "indexed": 0, "failed": 0}
     try:
-        parser = InProcessParser(archive.blobs, archive.settings, prefetch=BLOB_PREFETCH)
+        parser = InProcessParser(archive.blobs, archive.settings, prefetch=BLOB_PREFETCH, sessions=archive.sessions)
         report = index_leased(archive.sessions, archive.search, leases, parser)
     except IndexLockedError as error:
         # The rows were handed back at once; whoever holds the index indexes them.
@@ -152,17 +148,10 @@ def queue_for_backlog(app: PostvaultCelery, *, max_tasks: int) -> int:
     return max(0, missing)
 
 
-def leasable(sessions: sessionmaker[Session]) -> int:
-    """Outbox rows no worker holds and none waits to retry: what a new task would find."""
-    with sessions() as session:
-        free = or_(IndexOutbox.leased_until.is_(None), IndexOutbox.leased_until < utcnow())
-        return int(session.scalar(select(func.count()).select_from(IndexOutbox).where(free)) or 0)
-
-
 def queued_tasks(app: PostvaultCelery) -> int:
     """Messages waiting in the broker's queue (not those a worker has already taken)."""
     with app.connection_for_read() as connection:
         return int(connection.default_channel.queue_declare(queue=QUEUE).message_count)
 
 
-__all__ = ["PERIODIC_TASKS", "SWEEP_MAX_TASKS", "CeleryJobs", "index_batch", "leasable", "queue_for_backlog", "queued_tasks", "reindex"]
+__all__ = ["PERIODIC_TASKS", "SWEEP_MAX_TASKS", "CeleryJobs", "index_batch", "queue_for_backlog", "queued_tasks", "reindex"]

@@ -322,6 +322,25 @@ def test_a_rebuild_short_of_documents_is_refused_and_can_be_abandoned(backend: O
 
 
 @needs_node
+def test_a_refused_document_is_reported_at_once_and_a_blocked_index_is_an_outage(backend: OpenSearchBackend) -> None:
+    # A 400 on one _bulk item is that document's: reported, not retried (no 429 back-off).
+    backend.index([message(1)])
+    refused = backend.index([message(2), message(2**63, "too big for a long")])
+    assert list(refused) == [2**63] and "out of range of long" in refused[2**63]
+    assert sorted(ids(backend)) == [1, 2]
+    # A write block (what OpenSearch sets on a full disk) refuses every item with 403: the
+    # cluster's failure, raised so the outbox keeps the whole batch for later.
+    client = raw_client(backend)
+    client.indices.put_settings(index=backend.alias, body={"index.blocks.write": True})
+    try:
+        with pytest.raises(SearchBackendError, match="refused 1 of 1 documents"):
+            backend.index([message(3)])
+    finally:
+        client.indices.put_settings(index=backend.alias, body={"index.blocks.write": None})
+        client.close()
+
+
+@needs_node
 def test_beginning_again_discards_an_unfinished_rebuild(backend: OpenSearchBackend) -> None:
     backend.index([message(1)])
     first = backend.begin_rebuild()
@@ -362,9 +381,10 @@ def test_check_names_a_mapping_this_code_did_not_make(backend: OpenSearchBackend
     assert "field 'subject' has type 'keyword', expected 'text'" in message_text
     assert "field 'date_order' is missing" in message_text
     assert "postvault reindex" in message_text
-    # Indexing into it fails with the engine's reason, not a stack of client internals.
-    with pytest.raises(SearchBackendError, match="refused 1 of 1 documents while indexing"):
-        backend.index([message(1, date=datetime(2024, 1, 1, tzinfo=timezone.utc))])
+    # Indexing into it refuses the document with the engine's reason, not a stack of client
+    # internals (the outbox records it as that message's failure, for `status` to show).
+    refused = backend.index([message(1, date=datetime(2024, 1, 1, tzinfo=timezone.utc))])
+    assert list(refused) == [1] and "mapper_parsing_exception" in refused[1]
     backend.clear()  # a rebuild with the current mapping repairs it
     backend.check()
 

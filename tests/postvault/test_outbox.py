@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from archiver.envelope import Envelope
 from archiver.journal import Arrival
-from indexer.outbox import LEASE, index_leased, lease_batch
+from archiver.importers import import_paths
+from indexer.outbox import LEASE, MAX_ATTEMPTS, RETRY_MAX, index_leased, leasable, lease_batch, unindexed
 from indexer.query.parser import parse_query
 from indexer.scope import Scope
 from indexer.search_backend import SearchBackendError
 from postvault.indexing import InProcessParser, drain_outbox
-from storage.models import IndexOutbox, Message
+from storage.tables import index_outbox, messages
 from storage.timeutil import utcnow
 from tests.archive_factory import make_message
 
@@ -47,7 +49,7 @@ def test_scope_widened_while_indexing_is_indexed_again(archive) -> None:
 
     index_leased(archive.sessions, archive.search, leases, parse_while_a_copy_arrives)
     with archive.sessions() as session:
-        assert session.scalars(select(IndexOutbox.message_id)).all() == [first.message_id]
+        assert session.scalars(select(index_outbox.c.message_id)).all() == [first.message_id]
     assert _ids(archive, "widening", Scope.of(mailboxes=["late@y.org"])) == set()
     assert _ids(archive, "widening", Scope.of(mailboxes=["a@x.org"])) == {first.message_id}
     drain_outbox(archive)
@@ -65,9 +67,9 @@ def test_engine_outage_keeps_rows_and_records_the_error(archive) -> None:
     report = index_leased(archive.sessions, DownEngine(), leases, InProcessParser(archive.blobs, archive.settings))  # type: ignore[arg-type]
     assert report.indexed == 0 and report.failed == 1
     with archive.sessions() as session:
-        row = session.scalars(select(IndexOutbox)).one()
+        row = session.execute(select(index_outbox)).one()
         assert "connection refused" in row.last_error and row.leased_until is not None
-        assert session.scalars(select(Message.indexed_at)).one() is None
+        assert session.scalars(select(messages.c.indexed_at)).one() is None
     # Once the engine is back and the retry delay has passed, the row drains.
     later = lease_batch(archive.sessions, 10, now=utcnow() + LEASE)
     index_leased(archive.sessions, archive.search, later, InProcessParser(archive.blobs, archive.settings))
@@ -98,7 +100,7 @@ def test_a_message_that_keeps_failing_is_left_alone_until_reindex(archive) -> No
         index_leased(archive.sessions, archive.search, leases, InProcessParser(archive.blobs, archive.settings))
     assert lease_batch(archive.sessions, 10, now=moment + LEASE * 10) == []
     with archive.sessions() as session:
-        assert "blob" in session.scalars(select(IndexOutbox.last_error)).one().lower()
+        assert "blob" in session.scalars(select(index_outbox.c.last_error)).one().lower()
     enqueue_all(archive.sessions)  # what `reindex` does: every message gets its attempts back
     assert len(lease_batch(archive.sessions, 10, now=moment + LEASE * 10)) == 1
 
@@ -166,3 +168,147 @@ def test_prefetching_parser_keeps_order_and_reports_unreadable_blobs(archive, mo
     assert prefetched[7].parsed is None and "prefetched" not in prefetched[7].error and not prefetched[7].store_unavailable
     assert started == 30
     assert 1 < most_ahead <= 5, "reads run ahead of parsing, but only by the window (4, plus the one being parsed)"
+
+
+# --- one message's failure is that message's alone (issue 8, 2.1 and 2.2) ---
+
+
+def _rows(archive) -> dict[int, tuple[int, str]]:
+    """message id -> (attempts, last_error) of every outbox row."""
+    with archive.sessions() as session:
+        return {row.message_id: (row.attempts, row.last_error) for row in session.execute(select(index_outbox))}
+
+
+def _mbox(path: Path, *messages_with_dates: tuple[bytes, str]) -> Path:
+    with path.open("wb") as handle:
+        for raw, date in messages_with_dates:
+            handle.write(f"From sender@example.com {date}\n".encode() + raw.replace(b"\r\n", b"\n") + b"\n")
+    return path
+
+
+def test_an_mbox_message_dated_9999_is_indexed_with_the_rest_of_its_batch(archive, tmp_path: Path) -> None:
+    # The From_ line's date becomes the time received; two days past 9999-12-31 overflowed
+    # while the document was built, and that sank the whole batch, attempt after attempt.
+    mbox = _mbox(
+        tmp_path / "mail.mbox",
+        (make_message(subject="before the end of time"), "Mon Jan  1 00:00:00 2024"),
+        (make_message(subject="the end of time"), "Fri Dec 31 23:59:59 9999"),
+        (make_message(subject="after the end of time"), "Tue Jan  2 00:00:00 2024"),
+    )
+    summary = import_paths([mbox], journal=archive.journal, sessions=archive.sessions, max_message_bytes=archive.settings.max_message_bytes)
+    assert summary.archived == 3
+    report = drain_outbox(archive)
+    assert (report.indexed, report.failed) == (3, 0), report.errors
+    assert len(_ids(archive, "time")) == 3 and _rows(archive) == {}
+
+
+def test_a_message_whose_parse_raises_fails_alone_with_its_error(archive, monkeypatch) -> None:
+    import indexer.parsing
+
+    real = indexer.parsing.parse_message
+
+    def parse_or_raise(raw: bytes, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if b"Subject: poison" in raw:
+            raise OverflowError("date value out of range")
+        return real(raw, *args, **kwargs)
+
+    monkeypatch.setattr(indexer.parsing, "parse_message", parse_or_raise)
+    receipts = archive.journal.journal_many([Arrival(make_message(subject=s), Envelope(), "import") for s in ("fine", "poison", "well")])
+    poison = receipts[1].message_id
+    report = drain_outbox(archive)
+    assert (report.indexed, report.failed) == (2, 1)
+    assert any(str(poison) in error and "date value out of range" in error for error in report.errors)
+    assert _rows(archive) == {poison: (1, "parsing failed: OverflowError: date value out of range")}
+    assert _ids(archive, "fine OR well") == {receipts[0].message_id, receipts[2].message_id}
+
+    # Each retry costs the poison message an attempt, and no other message any; at the
+    # limit it is left alone, counted as failed, with its error.
+    moment = utcnow()
+    for _ in range(MAX_ATTEMPTS - 1):
+        moment += RETRY_MAX * 2
+        index_leased(archive.sessions, archive.search, lease_batch(archive.sessions, 10, now=moment),
+                     InProcessParser(archive.blobs, archive.settings))
+    assert _rows(archive)[poison][0] == MAX_ATTEMPTS
+    assert lease_batch(archive.sessions, 10, now=moment + RETRY_MAX * 2) == []
+    counts = unindexed(archive.sessions, now=moment + RETRY_MAX * 2)
+    assert (counts.failed, counts.retrying, counts.waiting, counts.in_progress) == (1, 0, 0, 0)
+    assert "date value out of range" in counts.last_error
+
+
+def test_a_document_that_cannot_be_built_fails_alone(archive, monkeypatch) -> None:
+    import indexer.outbox as outbox
+
+    receipts = archive.journal.journal_many([Arrival(make_message(subject=f"doc {n}"), Envelope(), "import") for n in range(4)])
+    odd = receipts[2].message_id
+    real = outbox.build_document
+
+    def build_or_raise(facts, parsed):  # type: ignore[no-untyped-def]
+        if facts.id == odd:
+            raise ValueError("no such thing")
+        return real(facts, parsed)
+
+    monkeypatch.setattr(outbox, "build_document", build_or_raise)
+    report = drain_outbox(archive)
+    assert (report.indexed, report.failed) == (3, 1)
+    assert _rows(archive) == {odd: (1, "building its index document failed: ValueError: no such thing")}
+
+
+def test_a_document_the_engine_refuses_is_that_message_failure_not_an_outage(archive) -> None:
+    receipts = archive.journal.journal_many([Arrival(make_message(subject=f"refused {n}"), Envelope(), "import") for n in range(3)])
+    refused = receipts[1].message_id
+    engine = archive.search
+
+    class RefusingOne:
+        """The real index, refusing one document as OpenSearch refuses one that breaks its mapping."""
+
+        def index(self, documents: Sequence):  # type: ignore[no-untyped-def]
+            assert engine.index([d for d in documents if d.id != refused]) == {}
+            return {refused: "mapper_parsing_exception: failed to parse field [size]"}
+
+    report = index_leased(archive.sessions, RefusingOne(), lease_batch(archive.sessions, 10), InProcessParser(archive.blobs, archive.settings))  # type: ignore[arg-type]
+    assert (report.indexed, report.failed) == (2, 1)
+    attempts, error = _rows(archive)[refused]
+    # An outage would hand the attempt back; a refusal counts it.
+    assert attempts == 1 and error == "the search engine refused it: mapper_parsing_exception: failed to parse field [size]"
+    assert len(_ids(archive, "refused")) == 2
+
+
+def test_an_exception_from_the_engine_that_is_not_an_outage_is_narrowed_to_its_document(archive) -> None:
+    receipts = archive.journal.journal_many([Arrival(make_message(subject=f"narrow {n}"), Envelope(), "import") for n in range(5)])
+    odd = receipts[3].message_id
+    engine = archive.search
+
+    class BuggyOnOne:
+        def index(self, documents: Sequence):  # type: ignore[no-untyped-def]
+            if any(d.id == odd for d in documents):
+                raise TypeError("unexpected None")
+            return engine.index(documents)
+
+    report = index_leased(archive.sessions, BuggyOnOne(), lease_batch(archive.sessions, 10), InProcessParser(archive.blobs, archive.settings))  # type: ignore[arg-type]
+    assert (report.indexed, report.failed) == (4, 1)
+    assert _rows(archive) == {odd: (1, "the search engine refused it: TypeError: unexpected None")}
+
+
+# --- one home for the outbox (issue 8, 4.1) ---
+
+
+def test_leasable_counts_exactly_the_rows_lease_batch_takes(archive) -> None:
+    from postvault.background import tasks
+
+    receipts = archive.journal.journal_many([Arrival(make_message(subject=f"free {n}"), Envelope(), "import") for n in range(4)])
+    with archive.sessions.begin() as session:
+        # One row used every attempt: before, the beat sweep queued a task for it that leased nothing.
+        session.execute(update(index_outbox).where(index_outbox.c.message_id == receipts[0].message_id).values(attempts=MAX_ATTEMPTS))
+    lease_batch(archive.sessions, 1)  # and one is leased by a live worker
+    assert leasable(archive.sessions) == 2
+    assert tasks.leasable is leasable  # the sweep counts with the same rule
+    assert len(lease_batch(archive.sessions, 10)) == 2 and leasable(archive.sessions) == 0
+
+
+def test_the_outbox_has_one_enqueue_and_reindex_does_not_reach_into_the_archiver() -> None:
+    import archiver.journal
+    import indexer.reindex
+
+    assert not hasattr(archiver.journal, "enqueue_for_indexing")
+    source = Path(indexer.reindex.__file__).read_text()
+    assert "archiver" not in source and "enqueue(" in source
