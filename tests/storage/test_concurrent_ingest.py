@@ -16,7 +16,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import func, inspect, select
+from sqlalchemy import Table, func, inspect, select
 
 from archiver.envelope import Envelope as SmtpEnvelope
 from archiver.journal import Arrival
@@ -27,7 +27,7 @@ from postvault.settings import Settings
 from postvault.wiring import Archive
 from storage.blobstore import sha256_hex
 from storage.database import alembic_config, create_catalogue_engine, migrate
-from storage.models import Base, Envelope, IndexOutbox, Message, MessageDomain, MessageMailbox
+from storage.tables import envelopes, index_outbox, message_domains, message_mailboxes, messages, metadata
 from tests import services
 from tests.archive_factory import make_message
 
@@ -57,13 +57,13 @@ def env_for(settings: Settings) -> dict[str, str]:
     return env
 
 
-def count(archive: Archive, table: type) -> int:
+def count(archive: Archive, table: Table) -> int:
     with archive.sessions() as session:
         return session.scalar(select(func.count()).select_from(table)) or 0
 
 
 @pytest.mark.services
-def test_migrations_build_the_models_schema_from_empty_on_postgresql() -> None:
+def test_migrations_build_the_declared_schema_from_empty_on_postgresql() -> None:
     with services.postgres_schema() as url:
         engine = create_catalogue_engine(url)
         try:
@@ -73,8 +73,8 @@ def test_migrations_build_the_models_schema_from_empty_on_postgresql() -> None:
             with engine.connect() as connection:
                 context = MigrationContext.configure(connection)
                 assert context.get_current_revision() == head
-                # What the migrations built is exactly what the models declare.
-                assert compare_metadata(context, Base.metadata) == []
+                # What the migrations built is exactly what storage.tables declares.
+                assert compare_metadata(context, metadata) == []
             # Every downgrade runs on PostgreSQL too, and the way back up is clean.
             with engine.begin() as connection:
                 config = alembic_config(url)
@@ -84,7 +84,7 @@ def test_migrations_build_the_models_schema_from_empty_on_postgresql() -> None:
             migrate(engine)
             migrate(engine)  # idempotent
             with engine.connect() as connection:
-                assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+                assert compare_metadata(MigrationContext.configure(connection), metadata) == []
         finally:
             engine.dispose()
 
@@ -128,13 +128,13 @@ def test_two_imports_at_once_store_every_message_once(tmp_path: Path, catalogue_
     try:
         # 120 distinct messages. Each carries alice@example.com and bob@example.org from
         # its headers plus its importer's custodian: the shared 60 have both custodians.
-        assert count(archive, Message) == 60 + 30 + 30
-        assert count(archive, Envelope) == 60 * 2 + 30 + 30  # one per (message, custodian)
-        assert count(archive, MessageMailbox) == 60 * 4 + 60 * 3
-        assert count(archive, MessageDomain) == 60 * 4 + 60 * 3
-        assert count(archive, IndexOutbox) == 120
+        assert count(archive, messages) == 60 + 30 + 30
+        assert count(archive, envelopes) == 60 * 2 + 30 + 30  # one per (message, custodian)
+        assert count(archive, message_mailboxes) == 60 * 4 + 60 * 3
+        assert count(archive, message_domains) == 60 * 4 + 60 * 3
+        assert count(archive, index_outbox) == 120
         with archive.sessions() as session:
-            digests = set(session.scalars(select(Message.sha256)))
+            digests = set(session.scalars(select(messages.c.sha256)))
         assert digests == {sha256_hex(raw) for raw in [*shared.values(), *only_a.values(), *only_b.values()]}
         assert sorted(archive.blobs.iter_digests()) == sorted(digests)  # content addressed: each stored once
         packs = list((tmp_path / "var" / "blobs" / "packs").glob("*.pack"))
@@ -186,7 +186,7 @@ def test_workers_leasing_at_once_index_every_message_once(tmp_path: Path, catalo
         assert sorted(taken) == sorted(receipt.message_id for receipt in receipts)  # none lost
         assert max(taken.values()) == 1  # none leased (or indexed) twice in this round
         assert sum(1 for ids in leased.values() if ids) > 1, "only one worker ever got a batch"
-        assert count(archive, IndexOutbox) == 0
+        assert count(archive, index_outbox) == 0
         verified = verify_archive(archive.sessions, archive.blobs, archive.search)
         assert verified.discrepancies == 0 and verified.index_coverage == 1.0
     finally:
