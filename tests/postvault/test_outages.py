@@ -44,8 +44,7 @@ from postvault.background.notifier import InProcessNotifier
 from postvault.indexing import drain_outbox, run_indexer
 from postvault.settings import Settings
 from postvault.wiring import Archive
-from storage.models import Envelope as EnvelopeRow
-from storage.models import IndexOutbox, Message
+from storage.tables import envelopes, index_outbox, messages
 from storage.s3 import S3BlobStore
 from tests import polling, services
 from tests.archive_factory import make_message
@@ -157,19 +156,19 @@ def deliver(listener: SmtpListener, mail: Sent) -> Sent:
 
 def catalogued(archive: Archive, sha256: str) -> int:
     with archive.sessions() as session:
-        return session.scalar(select(func.count()).select_from(Message).where(Message.sha256 == sha256)) or 0
+        return session.scalar(select(func.count()).select_from(messages).where(messages.c.sha256 == sha256)) or 0
 
 
 def envelopes_of(archive: Archive, sha256: str) -> int:
     with archive.sessions() as session:
         return session.scalar(
-            select(func.count()).select_from(EnvelopeRow).join(Message, Message.id == EnvelopeRow.message_id).where(Message.sha256 == sha256)
+            select(func.count()).select_from(envelopes).join(messages, messages.c.id == envelopes.c.message_id).where(messages.c.sha256 == sha256)
         ) or 0
 
 
 def message_id_of(archive: Archive, sha256: str) -> int:
     with archive.sessions() as session:
-        found = session.scalar(select(Message.id).where(Message.sha256 == sha256))
+        found = session.scalar(select(messages.c.id).where(messages.c.sha256 == sha256))
     assert found is not None, f"message {sha256} is not in the catalogue"
     return found
 
@@ -284,7 +283,7 @@ def test_opensearch_outage_mail_is_accepted_and_the_indexer_catches_up(tmp_path:
             assert pending(archive) == during  # nothing indexed, nothing lost: the backlog grew
             assert indexer.alive(), f"the indexer thread died: {indexer.died!r}"
             with archive.sessions() as session:
-                assert session.scalar(select(func.count()).select_from(Message).where(Message.indexed_at.is_not(None))) == before
+                assert session.scalar(select(func.count()).select_from(messages).where(messages.c.indexed_at.is_not(None))) == before
             # Mail keeps coming while the node restarts (7-20 s): still 250, and the indexer,
             # woken by each message, keeps trying a node that is not there yet.
             while_starting: list[Sent] = []
@@ -392,11 +391,11 @@ def test_s3_outage_answers_451_promptly_and_loses_nothing_acknowledged(tmp_path:
             assert pending(archive) == 1
             for round_ in range(MAX_ATTEMPTS + 2):
                 with archive.sessions.begin() as session:
-                    session.execute(update(IndexOutbox).values(leased_until=None))
+                    session.execute(update(index_outbox).values(leased_until=None))
                 report = drain_outbox(archive)
                 assert (report.indexed, report.failed) == (0, 1), (round_, report)
             with archive.sessions() as session:
-                attempts, last_error = session.execute(select(IndexOutbox.attempts, IndexOutbox.last_error)).one()
+                attempts, last_error = session.execute(select(index_outbox.c.attempts, index_outbox.c.last_error)).one()
             assert attempts == 0, "the S3 outage counted against the message"
             assert "S3 at" in last_error, last_error
             stopped.end()
@@ -418,7 +417,7 @@ def test_s3_outage_answers_451_promptly_and_loses_nothing_acknowledged(tmp_path:
             assert envelopes_of(archive, mail.sha256) == 1  # one delivery recorded, not the refused attempt too
             assert archive.blobs.get(mail.sha256) == mail.raw
         with archive.sessions() as session:
-            assert session.scalar(select(func.count()).select_from(Message)) == 1 + refused_during
+            assert session.scalar(select(func.count()).select_from(messages)) == 1 + refused_during
 
         # And the archive as a whole agrees with itself: index it (the first message comes
         # due RETRY_BASE after its last failed round, as for the indexer thread), then verify.
