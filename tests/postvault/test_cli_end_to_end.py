@@ -113,16 +113,18 @@ def test_reindex_rebuilds_a_lost_index_from_blobs_and_catalogue(imported, data_d
 
 
 def test_every_search_and_view_is_audited(imported) -> None:
-    from retention.audit import verify_chain
+    from sqlalchemy import select
+
     from postvault.settings import Settings
     from postvault.wiring import Archive
-    from storage.models import AuditEvent
+    from retention.audit import verify_chain
+    from storage.tables import audit_events
 
     hit = _search("lunch", "--all")[0]
     runner.invoke(app, ["show", str(hit["id"]), "--raw"])
     archive = Archive(Settings())
     with archive.sessions() as session:
-        actions = [event.action for event in session.query(AuditEvent).order_by(AuditEvent.id)]
+        actions = list(session.scalars(select(audit_events.c.action).order_by(audit_events.c.id)))
     assert actions[-2:] == ["search", "download"]
     assert list(verify_chain(archive.sessions)) == []
     archive.close()
