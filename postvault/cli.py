@@ -155,8 +155,8 @@ def serve() -> None:
     from postvault.wiring import Archive
 
     limit_malloc_arenas()  # before the SMTP, journal, indexer and tantivy threads start
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings()
+    _configure_logging(settings.log_level)
     archive = Archive(settings)
     archive.sessions  # migrate before accepting mail
     notifier = archive.notifier
@@ -176,12 +176,10 @@ def serve() -> None:
         worker.start()
     if scheduler:
         scheduler.start(stop)
-    indexing = "indexing in this process" if worker else f"indexing by Celery workers via {_without_password(settings.broker_url)}"
-    _out().print(
-        f"postvault: SMTP journal listener on {settings.smtp_host}:{listener.port}; "
-        f"data in {settings.data_dir.resolve()}; search {settings.resolved_search_url()}; {indexing}. Ctrl-C stops.",
-        highlight=False,
-    )
+    indexing = "indexed in this process" if worker else f"indexed by Celery workers via {_without_password(settings.broker_url)}"
+    # Plain print, not rich: the block must not be re-wrapped to a terminal width.
+    print(_startup_block(settings, listener.port, listener.tls is not None, indexing), flush=True)
+    serve_log.info("journal listener listening on %s:%d", settings.smtp_host, listener.port)
 
     def _stop(_signum, _frame):  # type: ignore[no-untyped-def]
         stop.set()
@@ -191,11 +189,46 @@ def serve() -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     stop.wait()
-    _out().print("postvault: stopping (finishing the current index batch)…" if worker else "postvault: stopping…")
+    serve_log.info("stopping: the journal listener takes no more mail%s", "; finishing the current index batch" if worker else "")
     listener.stop()
     if worker:
         worker.join(timeout=60)
     archive.close()
+    serve_log.info("stopped")
+
+
+serve_log = logging.getLogger("postvault.serve")
+
+
+def _configure_logging(level_name: str) -> None:
+    """At INFO one line per message accepted or refused and per state change; at DEBUG the SMTP dialogue too."""
+    level = logging.getLevelName(level_name.strip().upper())
+    if not isinstance(level, int):
+        _err().print(f"[red]POSTVAULT_LOG_LEVEL={level_name!r}[/] is not a level: use DEBUG, INFO, WARNING or ERROR.")
+        raise typer.Exit(2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if level > logging.DEBUG:
+        # aiosmtpd logs every command line, envelope addresses included, at INFO, and
+        # Alembic a line per plugin and migration step: protocol and library detail.
+        logging.getLogger("mail.log").setLevel(logging.ERROR)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _startup_block(settings: Settings, port: int, tls: bool, indexing: str) -> str:
+    """Where each door listens, where the data lives, and what to do next: a few lines at start."""
+    journal = f"smtp://{settings.smtp_host}:{port}"
+    trusted = ", ".join(settings.journal_clients) or "nobody"
+    auth = (f"or journal accounts in {settings.resolved_journal_accounts_file()} after STARTTLS" if tls
+            else "(no STARTTLS: set POSTVAULT_SMTP_TLS_CERT and _KEY to let other clients log in)")
+    return "\n".join([
+        "postvault is running.",
+        f"  SMTP journal listener on {journal}: mail from {trusted} {auth}",
+        f"  catalogue  {_without_password(settings.resolved_database_url())}",
+        f"  messages   {_without_password(settings.resolved_blobstore_url())}",
+        f"  search     {_without_password(settings.resolved_search_url())}, {indexing}",
+        f"Next: journal or send mail to {journal}, or `postvault import PATH --mailbox ADDRESS`; "
+        "then `postvault search --mailbox ADDRESS WORDS` and `postvault status`. Ctrl-C stops.",
+    ])
 
 
 journal_account = typer.Typer(help="Accounts that may journal over SMTP AUTH after STARTTLS.", no_args_is_help=True)
