@@ -8,9 +8,10 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 
 from archiver.envelope import envelope_bytes
 from archiver.exchange_journal import unwrap_journal_report
@@ -18,8 +19,6 @@ from archiver.smtp import SmtpListener
 from postvault.settings import Settings
 from postvault.wiring import Archive
 from storage.blobstore import BlobStore, sha256_hex
-from storage.models import Envelope as EnvelopeRow
-from storage.models import Message, MessageMailbox
 from storage import tables
 from tests import services
 from tests.archive_factory import make_message
@@ -76,14 +75,14 @@ def transaction(connection: smtplib.SMTP, raw: bytes, sender: str, recipients: S
     return connection.data(raw)
 
 
-def messages(archive: Archive) -> list[Message]:
+def messages(archive: Archive) -> list[Row[Any]]:
     with archive.sessions() as session:
-        return list(session.scalars(select(Message)))
+        return list(session.execute(select(tables.messages)))
 
 
-def envelopes(archive: Archive) -> list[EnvelopeRow]:
+def envelopes(archive: Archive) -> list[Row[Any]]:
     with archive.sessions() as session:
-        return list(session.scalars(select(EnvelopeRow)))
+        return list(session.execute(select(tables.envelopes)))
 
 
 def test_250_arrives_only_once_blob_and_catalogue_row_exist(listener, archive) -> None:
@@ -106,7 +105,7 @@ def test_every_recipient_is_kept_exactly_as_given_including_bcc(listener, archiv
     assert row.rcpt_to == recipients and row.mail_from == "Alice@Example.com"
     assert (row.client_address, row.helo) == ("127.0.0.1", "client.example.net")
     with archive.sessions() as session:
-        assert "secret.auditor@hidden.example" in set(session.scalars(select(MessageMailbox.mailbox)))
+        assert "secret.auditor@hidden.example" in set(session.scalars(select(tables.message_mailboxes.c.mailbox)))
 
 
 def test_dot_stuffing_is_undone_and_8bit_smtputf8_bytes_are_archived_exactly(listener, archive) -> None:
@@ -216,7 +215,7 @@ def test_exchange_journal_report_archives_the_original_with_the_report_recipient
     assert row.rcpt_to == list(expected.recipients) and "J.Hoffmann.Private@contoso.com" in row.rcpt_to
     assert row.source_detail == "journal report <a0c4e9d2-33b1-4e7f-8c5d-9b0f6a2e1d44@journal.report.generator>"
     with archive.sessions() as session:
-        mailboxes = set(session.scalars(select(MessageMailbox.mailbox)))
+        mailboxes = set(session.scalars(select(tables.message_mailboxes.c.mailbox)))
     assert {"j.hoffmann.private@contoso.com", "auditor@external-audit.example", "audit@contoso.com"} <= mailboxes
     assert "journal@archive.contoso.com" not in mailboxes  # the journal address is transport, not a party
 
@@ -236,8 +235,8 @@ def test_same_report_delivered_twice_is_one_message_and_one_envelope(listener, a
     for _ in range(2):  # a lost 250 makes Exchange deliver the report again
         assert deliver(listener, report, sender="", recipients=["journal@archive.contoso.com"])[0] == 250
     with archive.sessions() as session:
-        assert session.scalar(select(func.count()).select_from(Message)) == 1
-        assert session.scalar(select(func.count()).select_from(EnvelopeRow)) == 1
+        assert session.scalar(select(func.count()).select_from(tables.messages)) == 1
+        assert session.scalar(select(func.count()).select_from(tables.envelopes)) == 1
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
