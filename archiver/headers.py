@@ -7,12 +7,18 @@ from datetime import datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
+from addresses import domain_of, mailbox_key
 from indexer.extraction.encoded_words import decode_header
 from indexer.extraction.header_fields import parse_addresses, parse_date, parse_list_id, parse_message_id, parse_message_ids
 
 _HEADER_PARSER = BytesHeaderParser(policy=compat32)
 # Catalogue columns are for display and scoping; the full text is in the blob and index.
 _MAX_FIELD = 4000
+
+
+# The archiver's callers know the one normaliser (``addresses``) by these names.
+normalise_address = mailbox_key
+__all__ = ["HeaderFacts", "domain_of", "header_block", "normalise_address", "read_header_facts"]
 
 
 @dataclass(frozen=True)
@@ -88,20 +94,7 @@ def _all_addresses(headers) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
             continue
         addresses, _problems = parse_addresses(values)
         for address in addresses:
-            normalised = normalise_address(address.address)
+            normalised = mailbox_key(address.address)
             if normalised:
                 found[normalised] = None
     return tuple(found)
-
-
-def normalise_address(address: str) -> str:
-    """Lower-cased addr-spec if it looks like one (local@domain), else empty."""
-    address = address.strip().strip("<>").strip().lower()
-    local, at, domain = address.rpartition("@")
-    if not at or not local or not domain or " " in address or len(address) > 320:
-        return ""
-    return address
-
-
-def domain_of(address: str) -> str:
-    return address.rpartition("@")[2]

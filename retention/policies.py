@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
+from addresses import domain_key
 from retention.audit import record
 from storage.blobstore import LockMode, LockRequest
 from storage.sql import upsert
@@ -101,8 +102,8 @@ def object_lock_for(policies: Iterable[Policy], *, received_at: datetime, now: d
 
 
 def _normalise(domain: str) -> str:
-    # Domains are compared lower-cased, as message_domains stores them.
-    name = domain.strip().lower().rstrip(".")
+    # The key message_domains files mail under, so that the journal finds the policy.
+    name = domain_key(domain)
     if not name or "@" in name or any(c.isspace() for c in name) or len(name) > 255:
         raise PolicyError(f"not a domain name: {domain!r}")
     return name

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from addresses import address_key, domain_key, domain_of
 from indexer.scope import Scope
 
 
@@ -20,10 +21,16 @@ class ScopeDeniedError(PermissionError):
 
 @dataclass(frozen=True)
 class Principal:
+    """Someone asking; their own mailboxes and domains held as archive keys (``addresses``)."""
+
     name: str
     role: Role
     mailboxes: frozenset[str] = frozenset()
     domains: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mailboxes", frozenset(filter(None, map(address_key, self.mailboxes))))
+        object.__setattr__(self, "domains", frozenset(filter(None, map(domain_key, self.domains))))
 
 
 def scope_for(principal: Principal, requested: Scope | None) -> Scope:
@@ -43,7 +50,8 @@ def scope_for(principal: Principal, requested: Scope | None) -> Scope:
         return requested
     if requested.unrestricted:
         raise ScopeDeniedError(f"{principal.name} may not search the whole archive")
-    allowed_mailboxes = {m for m in requested.mailboxes if m in principal.mailboxes or m.rpartition("@")[2] in principal.domains}
+    # Both sides are keys already (Scope and Principal normalise what they are given).
+    allowed_mailboxes = {m for m in requested.mailboxes if m in principal.mailboxes or domain_of(m) in principal.domains}
     allowed_domains = {d for d in requested.domains if d in principal.domains}
     denied = (requested.mailboxes - allowed_mailboxes) | (requested.domains - allowed_domains)
     if denied:

@@ -28,7 +28,7 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 
 metadata = MetaData()
 
-# The longest mailbox the journal attributes (archiver.headers.normalise_address refuses
+# The longest mailbox the journal attributes (addresses.mailbox_key refuses
 # longer ones), and so also the longest domain: mail carries domains far beyond RFC 1035's
 # 255 octets, and a scope key is never truncated (two domains would share one scope).
 ADDRESS_LENGTH = 320

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("archiver", "indexer", "search_ui", "retention", "storage", "postvault")
+PACKAGES = ("addresses", "archiver", "indexer", "search_ui", "retention", "storage", "postvault")
 
 # Who may import what: the packages only the core dependencies (a plain `pip install`
 # must run them); tests and bench also their extras and the engine client extras.

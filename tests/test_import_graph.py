@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("archiver", "indexer", "search_ui", "retention", "storage", "postvault", "bench")
+PACKAGES = ("addresses", "archiver", "indexer", "search_ui", "retention", "storage", "postvault", "bench")
 
 # Folders whose scripts run with the folder itself on sys.path (`python bench/ingest.py`),
 # so that `import ingest` there means bench/ingest.py.
@@ -22,6 +22,8 @@ SCRIPT_FOLDERS = {"bench"}
 FORBIDDEN = {
     "indexer": {"archiver", "search_ui"},
     "storage": set(PACKAGES) - {"storage"},
+    # The one normaliser every package uses depends on none of them.
+    "addresses": set(PACKAGES) - {"addresses"},
 }
 
 

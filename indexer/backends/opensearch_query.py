@@ -64,9 +64,9 @@ def scope_filter(scope: Scope) -> Query | None:
         return None
     clauses: list[Query] = []
     if scope.mailboxes:
-        clauses.append({"terms": {fields.MAILBOX: sorted({fields.normalise_address(m) for m in scope.mailboxes})}})
+        clauses.append({"terms": {fields.MAILBOX: sorted(scope.mailboxes)}})
     if scope.domains:
-        clauses.append({"terms": {fields.DOMAIN: sorted({fields.normalise_domain(d) for d in scope.domains})}})
+        clauses.append({"terms": {fields.DOMAIN: sorted(scope.domains)}})
     return _any(clauses)
 
 

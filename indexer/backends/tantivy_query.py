@@ -60,10 +60,10 @@ def scope_filter(scope: Scope, schema: tantivy.Schema) -> tantivy.Query | None:
         return None
     clauses = []
     if scope.mailboxes:
-        mailboxes = sorted({fields.normalise_address(m) for m in scope.mailboxes})
+        mailboxes = sorted(scope.mailboxes)
         clauses.append(_Q.term_set_query(schema, fields.MAILBOX, mailboxes))
     if scope.domains:
-        domains = sorted({fields.normalise_domain(d) for d in scope.domains})
+        domains = sorted(scope.domains)
         clauses.append(_Q.term_set_query(schema, fields.DOMAIN, domains))
     return _Q.const_score_query(_any(tuple(clauses)), 0.0)
 

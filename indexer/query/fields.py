@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from addresses import address_key, domain_key, message_id_key
 from indexer.document import Address, IndexDocument
 from indexer.query.analysis import index_text, split_words, without_surrogates
 from indexer.query.ast import Field, Near, Phrase, Prefix, Term
@@ -91,7 +92,7 @@ def takes_addresses(field: Field) -> bool:
     return bool(TARGETS[field].words and TARGETS[field].exact)
 
 
-# --- normalising whole values (the same functions run at index and at query time) ---
+# --- normalising whole values: the archive's one normaliser, at index and at query time ---
 
 
 def _unbracket(text: str) -> str:
@@ -101,26 +102,10 @@ def _unbracket(text: str) -> str:
     return text
 
 
-def normalise_address(text: str) -> str:
-    return _unbracket(text).lower()
-
-
-def normalise_domain(text: str) -> str:
-    # Same spelling rules as ``Scope.of`` so the scope filter and domain: agree.
-    return text.strip().lower().lstrip("@")
-
-
-def normalise_message_id(text: str) -> str:
-    # RFC 5322 3.6.4 puts the angle brackets outside the id; accept it either way. Ids are
-    # compared case-insensitively: a false match by case alone is not a realistic risk,
-    # while ids copied through tools that change case are.
-    return _unbracket(text).lower()
-
-
 # One '@' with something on each side, none of the characters that delimit addresses in
-# headers and prose, and a domain ending in a letter or digit (so "alice@example.com." at
-# the end of a pasted sentence is searched as words instead of as an address nobody has).
-_ADDRESS_RE = re.compile(r'[^\s@<>(),;:"\[\]]+@[^\s@<>(),;:"\[\]]*[^\W_]')
+# headers and prose, and a domain ending in a letter or digit, or in the root's dot that
+# ``domain_key`` drops ("alice@example.com." at the end of a sentence is that address).
+_ADDRESS_RE = re.compile(r'[^\s@<>(),;:"\[\]]+@[^\s@<>(),;:"\[\]]*[^\W_]\.?')
 
 
 def is_address(text: str) -> bool:
@@ -131,10 +116,10 @@ def is_address(text: str) -> bool:
 def normalise_exact(field: Field, text: str) -> str:
     """The keyword a value of ``field`` is stored and searched as."""
     if field is Field.DOMAIN:
-        return normalise_domain(text)
+        return domain_key(text)
     if field is Field.MESSAGE_ID:
-        return normalise_message_id(text)
-    return normalise_address(text)
+        return message_id_key(text)
+    return address_key(text)
 
 
 # --- what one leaf of the AST matches: alternatives, any one of which is a hit ---
@@ -202,7 +187,7 @@ def _term_matches(field: Field, text: str, targets: Targets) -> tuple[Match, ...
         value = normalise_exact(field, text)
         return tuple(Exact(name, value) for name in targets.exact) if value else ()
     if targets.exact and is_address(text):
-        address = normalise_address(text)
+        address = address_key(text)
         exact = tuple(Exact(name, address) for name in targets.exact)
         # A whole address is looked up whole in address headers (as words it would also
         # match bob.alice@example.com), and as words where people write addresses in text.
@@ -243,14 +228,14 @@ def document_values(document: IndexDocument) -> dict[str, tuple[str, ...]]:
         BODY: (document.body,),
         ATTACHMENT: (document.attachment_text,),
         FILENAME: document.filenames,
-        MAILBOX: tuple(normalise_address(m) for m in document.mailboxes),
-        DOMAIN: tuple(normalise_domain(d) for d in document.domains),
-        MESSAGE_ID: (normalise_message_id(document.message_id),),
+        MAILBOX: tuple(address_key(m) for m in document.mailboxes),
+        DOMAIN: tuple(domain_key(d) for d in document.domains),
+        MESSAGE_ID: (message_id_key(document.message_id),),
         SHA256: (document.sha256.strip().lower(),),
     }
     for role, addresses in roles.items():
         values[address_words_field(role)] = _address_words(addresses)
-        values[address_exact_field(role)] = tuple(normalise_address(a.address) for a in addresses if a.address)
+        values[address_exact_field(role)] = tuple(address_key(a.address) for a in addresses if a.address)
     return {
         name: tuple(without_surrogates(index_text(v) if name in ANALYSED_FIELDS else v) for v in texts if v)
         for name, texts in values.items()

@@ -25,7 +25,8 @@ from indexer.query.ast import (
     SizeOp,
     Term,
 )
-from indexer.query.fields import is_address, is_keyword_field, normalise_address, normalise_exact, takes_addresses
+from addresses import address_key
+from indexer.query.fields import is_address, is_keyword_field, normalise_exact, takes_addresses
 
 # Deep enough for any query a person writes; shallow enough that recursion never overflows.
 MAX_DEPTH = 64
@@ -372,7 +373,7 @@ class _Parser:
                 raise QuerySyntaxError(f"{field.value}: needs a value", pos)
             return Term(field, value)
         if takes_addresses(field) and is_address(text):
-            return Term(field, normalise_address(text))
+            return Term(field, address_key(text))
         words = words_as_written(text)
         if not words:
             if field is Field.TEXT:
