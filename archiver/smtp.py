@@ -187,6 +187,8 @@ class SmtpListener:
             # RFC 4954 4: AUTH is offered only once TLS is up, so passwords never travel in clear.
             auth_require_tls=True,
             authenticator=AccountAuthenticator(accounts),
+            # Three AUTH attempts per session, then 421 and close: guessing costs a reconnect.
+            command_call_limit={"AUTH": 3, "*": 1_000_000},
         )
 
     @property

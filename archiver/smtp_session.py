@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, syntax
@@ -66,6 +67,14 @@ async def read_data(reader: asyncio.StreamReader, *, size_limit: int | None, res
     return bytes(data)
 
 
+@dataclass(frozen=True)
+class _Credentials:
+    """What a client sent in AUTH, waiting to be checked off the event loop."""
+
+    mechanism: str
+    auth_data: Any
+
+
 class JournalSMTP(SMTP):
     """aiosmtpd's protocol, with session limits at connect and a DATA reader that keeps every byte."""
 
@@ -88,6 +97,24 @@ class JournalSMTP(SMTP):
             await super()._handle_client()
         finally:
             self._gate.release(client)
+
+    # aiosmtpd checks credentials inline on the event loop; an argon2 verification takes
+    # a good fraction of a second, so it runs on a thread and the other sessions go on.
+    def _authenticate(self, mechanism: str, auth_data: Any) -> Any:
+        return _Credentials(mechanism, auth_data)
+
+    async def auth_PLAIN(self, server: Any, args: list[str]) -> Any:
+        return await self._verify(await super().auth_PLAIN(server, args))
+
+    async def auth_LOGIN(self, server: Any, args: list[str]) -> Any:
+        return await self._verify(await super().auth_LOGIN(server, args))
+
+    async def _verify(self, result: Any) -> Any:
+        if not isinstance(result, _Credentials):
+            return result  # the exchange itself failed and was answered
+        assert self._authenticator is not None
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self._authenticator, self, self.session, self.envelope, result.mechanism, result.auth_data)
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:

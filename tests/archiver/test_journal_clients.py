@@ -147,6 +147,20 @@ def test_a_journal_account_over_starttls_journals_and_a_wrong_password_does_not(
     assert stored_digests(archive) == [sha256_hex(raw)]
 
 
+def test_a_fourth_auth_attempt_in_one_session_gets_421_and_the_session_ends(listener, settings, certificate) -> None:
+    running, _archive = listener
+    add_account(settings, "exchange", PASSWORD)
+    with RawSmtp(running.host, running.port, source=OUTSIDER) as smtp:
+        assert smtp.command(b"EHLO outsider.example")[0] == 250
+        smtp.starttls(client_tls(certificate), server_hostname="127.0.0.1")
+        assert smtp.command(b"EHLO outsider.example")[0] == 250
+        for guess in ("one", "two", "three"):
+            assert smtp.command(auth_plain("exchange", guess))[0] == 535
+        assert smtp.command(auth_plain("exchange", PASSWORD))[0] == 421
+        with pytest.raises((ConnectionError, ssl.SSLError, OSError)):
+            smtp.command(b"NOOP")
+
+
 @pytest.mark.parametrize(("address", "allowed"), [
     ("127.0.0.1", True), ("127.0.0.2", False), ("10.1.2.3", True), ("10.2.0.1", False),
     ("::ffff:10.1.9.9", True), ("2001:db8::5", True), ("2001:db9::5", False), ("not an address", False),
