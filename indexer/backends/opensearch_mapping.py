@@ -35,10 +35,14 @@ EARLIEST = datetime(1677, 9, 21, 0, 12, 43, 145225, tzinfo=timezone.utc)
 LATEST = datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=timezone.utc)
 UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
-_ASCII_WORDS = re.compile(r"[A-Za-z0-9]+")
-_LONG_ASCII = re.compile(f"[^ ]{{{MAX_TOKEN_BYTES},}}")
-# A word of fewer characters than this is shorter than MAX_TOKEN_BYTES bytes in UTF-8.
-_MAYBE_LONG = re.compile(f"[^ ]{{{MAX_TOKEN_BYTES // 4},}}")
+# ASCII text: every character that is not a letter or digit becomes a space, so that
+# str.split finds the words (C calls only, where a regular expression made a string per match).
+_ASCII_SEPARATORS = str.maketrans({code: " " for code in range(128) if not chr(code).isalnum()})
+# A run of words joined by spaces, in UTF-8: each byte of a word (an ASCII letter or digit,
+# or any byte of a non-ASCII character) becomes "a" and each space stays, so a word of
+# MAX_TOKEN_BYTES bytes or more is a run of that many "a"s.
+_WORD_BYTES = bytes(ord("a") if byte >= 0x80 or chr(byte).isalnum() else ord(" ") for byte in range(256))
+_LONG_WORD = b"a" * MAX_TOKEN_BYTES
 
 
 def analysis_settings() -> dict[str, Any]:
@@ -146,10 +150,9 @@ def _value_words(value: str) -> str:
     """The positions tantivy gives one value, space-separated: its words, FILLER for each
     dropped long word. Whole-string operations only, unless a word is long or unusual."""
     if value.isascii():
-        runs = _ASCII_WORDS.findall(value)
+        runs = value.translate(_ASCII_SEPARATORS).split()
         joined = " ".join(runs)
         lowered = joined.lower()
-        has_long = _LONG_ASCII.search(joined) is not None
     else:
         patterns = _word_patterns()
         astral = _ASTRAL.search(value) is not None
@@ -161,8 +164,7 @@ def _value_words(value: str) -> str:
             # Lower-cased all at once, as the word rule does it character by character: the
             # one context rule of ``str.lower`` (a final capital sigma) is taken out first.
             lowered = joined.replace("Σ", "σ").lower()
-        has_long = any(len(word.encode("utf-8")) >= MAX_TOKEN_BYTES for word in _MAYBE_LONG.findall(joined))
-    if not has_long:
+    if _LONG_WORD not in joined.encode("utf-8").translate(_WORD_BYTES):
         return lowered
     words = [
         low if len(run.encode("utf-8")) < MAX_TOKEN_BYTES else FILLER
