@@ -62,13 +62,12 @@ def arrival_for(raw: bytes, envelope: Envelope) -> Arrival:
 class JournalHandler:
     """aiosmtpd handler: trusted clients only, every RCPT kept exactly, journal on DATA, 250 only when durable."""
 
-    def __init__(self, journal: Journal, executor: ThreadPoolExecutor | None = None,
-                 notify_indexer: Callable[[int], None] | None = None,
-                 clients: JournalClients | None = None) -> None:
+    def __init__(self, journal: Journal, clients: JournalClients, executor: ThreadPoolExecutor | None = None,
+                 notify_indexer: Callable[[int], None] | None = None) -> None:
         self._journal = journal
+        self._clients = clients
         self._executor = executor
         self._notify_indexer = notify_indexer
-        self._clients = clients if clients is not None else JournalClients.parse(["127.0.0.0/8", "::1"])
         self._storage_failing = False
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str, mail_options: list[str]) -> str:
@@ -173,7 +172,7 @@ class SmtpListener:
         self.tls = tls_context(settings)
         accounts = JournalAccounts(settings.resolved_journal_accounts_file())
         self._controller = _Controller(
-            JournalHandler(archive.journal, self._executor, notify_indexer, clients),
+            JournalHandler(archive.journal, clients, self._executor, notify_indexer),
             gate=ConnectionGate(total=settings.smtp_max_connections, per_client=settings.smtp_max_connections_per_client),
             in_flight=InFlightBytes(settings.smtp_max_inflight_bytes),
             hostname=settings.smtp_host,

@@ -50,14 +50,17 @@ class Settings(BaseSettings):
     )
     smtp_max_connections: int = Field(
         default=100,
+        ge=1,
         description="SMTP sessions open at once on the journal listener; more get 421 and retry later.",
     )
     smtp_max_connections_per_client: int = Field(
         default=20,
+        ge=1,
         description="SMTP sessions open at once from one client address; more get 421 and retry later.",
     )
     smtp_max_inflight_bytes: int = Field(
         default=256 * 1024 * 1024,
+        ge=1,
         description="Bytes of messages being received or journaled at once; a message that would exceed it "
         "gets 451 and is retried (one message is always taken when it is the only one).",
     )
