@@ -12,6 +12,7 @@ from indexer.query.parser import parse_query
 from indexer.scope import Scope
 from indexer.search_backend import SearchBackend, SortOrder
 from retention.audit import audit, record
+from search_ui.archive import Archive
 from search_ui.principals import Principal, scope_for
 from storage.tables import message_domains, message_mailboxes, messages
 from storage.timeutil import as_utc
@@ -61,7 +62,7 @@ class MessageNotVisibleError(LookupError):
 
 
 def search_archive(
-    archive,  # postvault.wiring.Archive; untyped here to keep search_ui free of the composition root
+    archive: Archive,
     principal: Principal,
     query_text: str,
     *,
@@ -85,7 +86,7 @@ def search_archive(
     return SearchResults(query=query_text, scope=scope, total=page.total, offset=offset, hits=tuple(summaries))
 
 
-def summaries_for(archive, ids: list[int], scores: dict[int, float]) -> list[MessageSummary]:  # type: ignore[no-untyped-def]
+def summaries_for(archive: Archive, ids: list[int], scores: dict[int, float]) -> list[MessageSummary]:
     if not ids:
         return []
     with archive.reader.connect() as connection:
@@ -110,8 +111,14 @@ def _summary(row: Row[Any], *, score: float = 0.0) -> MessageSummary:
     )
 
 
-def fetch_message(archive, principal: Principal, message_id: int, *, requested: Scope | None, raw: bool) -> tuple[MessageSummary, bytes]:  # type: ignore[no-untyped-def]
-    """The raw bytes of one message, if it is in the principal's scope; audited as view or download."""
+def fetch_message(
+    archive: Archive, principal: Principal, message_id: int, *, requested: Scope | None, raw: bool
+) -> tuple[MessageSummary, bytes]:
+    """The raw bytes of one message, if it is in the principal's scope; audited as view or download.
+
+    A message outside the scope raises exactly what a missing one raises, and records
+    nothing either way (invariant 8): an answer that differed would tell who has mail.
+    """
     scope = scope_for(principal, requested)
     with archive.catalogue.begin() as connection:
         row = connection.execute(select(*_SUMMARY_COLUMNS).where(messages.c.id == message_id)).first()
@@ -123,6 +130,11 @@ def fetch_message(archive, principal: Principal, message_id: int, *, requested: 
 
 
 def in_scope(connection: Connection, message_id: int, scope: Scope) -> bool:
+    """Whether the catalogue files ``message_id`` under one of the scope's mailboxes or domains.
+
+    The scope holds the keys the journal files mail under (``addresses``), so this compares
+    like with like, as the index's scope filter does.
+    """
     if scope.unrestricted:
         return True
     if scope.mailboxes and connection.scalar(
