@@ -15,16 +15,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Table, delete, func, select, update
 from typer.testing import CliRunner
 
 from archiver.importers import ImportSummary, import_paths
 from archiver.importers.mbox import read_mbox
 from postvault.settings import Settings
 from postvault.wiring import Archive
+from storage import tables
 from storage.blobstore import sha256_hex
-from storage.models import Envelope as EnvelopeRow
-from storage.models import ImportCheckpoint, IndexOutbox, Message, MessageMailbox
 from tests.archive_factory import make_message
 
 
@@ -39,13 +38,13 @@ def run(archive: Archive, *paths: Path, **options: object) -> ImportSummary:
 def archived(archive: Archive) -> dict[str, bytes]:
     """source_detail of each import envelope -> the exact bytes archived for it."""
     with archive.sessions() as session:
-        rows = session.execute(select(EnvelopeRow.source_detail, Message.sha256).join(Message)).all()
+        rows = session.execute(select(tables.envelopes.c.source_detail, tables.messages.c.sha256).join(tables.messages)).all()
     return {detail: archive.blobs.get(digest) for detail, digest in rows}
 
 
-def count(archive: Archive, model: type) -> int:
+def count(archive: Archive, table: Table) -> int:
     with archive.sessions() as session:
-        return session.scalar(select(func.count()).select_from(model)) or 0
+        return session.scalar(select(func.count()).select_from(table)) or 0
 
 
 def mbox_entry(raw: bytes, sender: str = "MAILER-DAEMON", date: str = "Thu Mar  7 16:45:02 2024") -> bytes:
@@ -74,9 +73,9 @@ def test_eml_file_and_folder_tree_are_archived_byte_exact_for_the_custodian(arch
     assert found[str(folder / "2023" / "q4" / "two.eml")] == two
     assert found[str(folder / "2023" / "three")] == crlf
     with archive.sessions() as session:
-        assert session.scalar(select(func.count()).select_from(MessageMailbox).where(MessageMailbox.mailbox == "custodian@example.com")) == 4
-        assert set(session.scalars(select(EnvelopeRow.source))) == {"import"}
-        assert all(row.mail_from == "" and row.rcpt_to == [] for row in session.scalars(select(EnvelopeRow)))
+        assert session.scalar(select(func.count()).select_from(tables.message_mailboxes).where(tables.message_mailboxes.c.mailbox == "custodian@example.com")) == 4
+        assert set(session.scalars(select(tables.envelopes.c.source))) == {"import"}
+        assert all(row.mail_from == "" and row.rcpt_to == [] for row in session.execute(select(tables.envelopes)))
 
 
 def test_broken_mime_is_archived_byte_exact(archive, shared_corpus) -> None:
@@ -115,7 +114,7 @@ def test_maildir_plus_plus_tree_archives_cur_and_new_and_skips_bookkeeping(archi
     assert len(summary.skipped) == 6  # 3 bookkeeping files, 3 half-written deliveries
     assert archived(archive) == messages
     with archive.sessions() as session:  # the mailbox's own delivery time, not the import's
-        assert {m.first_received_at.replace(tzinfo=timezone.utc).timestamp() for m in session.scalars(select(Message))} == {delivered}
+        assert {m.first_received_at.replace(tzinfo=timezone.utc).timestamp() for m in session.execute(select(tables.messages))} == {delivered}
 
 
 # ---------------------------------------------------------------------------- mbox ----
@@ -135,7 +134,7 @@ def test_mboxrd_quoting_is_undone_once_and_offsets_and_delivery_dates_are_kept(a
     assert found[f"{path}:0"] == original
     assert found[f"{path}:{len(first_entry)}"] == second
     with archive.sessions() as session:
-        first = session.scalars(select(Message).where(Message.sha256 == sha256_hex(original))).one()
+        first = session.execute(select(tables.messages).where(tables.messages.c.sha256 == sha256_hex(original))).one()
         assert first.first_received_at.replace(tzinfo=timezone.utc) == datetime(2004, 1, 3, 1, 5, 34, tzinfo=timezone.utc)
 
 
@@ -184,7 +183,7 @@ def test_spam_assassin_corpus_every_file_is_one_message(archive, spam_assassin_c
     summary = run(archive, *files)
     assert summary.refused == [] and summary.archived + summary.duplicate == len(files)
     with archive.sessions() as session:
-        digests = set(session.scalars(select(Message.sha256)))
+        digests = set(session.scalars(select(tables.messages.c.sha256)))
     for path in files[:: max(1, len(files) // 100)]:
         raw = path.read_bytes()
         expected = raw  # a plain message file is archived whole
@@ -296,17 +295,17 @@ def test_rerun_archives_nothing_twice_and_queues_nothing_new(archive, tmp_path) 
     first = run(archive, folder, custodian="alice@example.com", batch_messages=7)
     assert (first.archived, first.duplicate) == (60, 0)
     with archive.sessions.begin() as session:
-        session.query(IndexOutbox).delete()  # as if indexed
-    before = (count(archive, Message), count(archive, EnvelopeRow), count(archive, MessageMailbox))
+        session.execute(delete(tables.index_outbox))  # as if indexed
+    before = (count(archive, tables.messages), count(archive, tables.envelopes), count(archive, tables.message_mailboxes))
 
     again = run(archive, folder, custodian="alice@example.com", batch_messages=7)
     assert (again.archived, again.duplicate, again.refused) == (0, 60, [])
-    assert (count(archive, Message), count(archive, EnvelopeRow), count(archive, MessageMailbox)) == before
-    assert count(archive, IndexOutbox) == 0
+    assert (count(archive, tables.messages), count(archive, tables.envelopes), count(archive, tables.message_mailboxes)) == before
+    assert count(archive, tables.index_outbox) == 0
 
     without_custodian = run(archive, folder)
     assert (without_custodian.archived, without_custodian.duplicate) == (0, 60)
-    assert count(archive, IndexOutbox) == 0
+    assert count(archive, tables.index_outbox) == 0
 
 
 def test_rerun_for_another_mailbox_attributes_every_message_to_it(archive, tmp_path) -> None:
@@ -314,13 +313,13 @@ def test_rerun_for_another_mailbox_attributes_every_message_to_it(archive, tmp_p
     path.write_bytes(b"".join(mbox_entry(make_message(subject=f"m{i}")) for i in range(5)))
     run(archive, path, custodian="alice@example.com")
     with archive.sessions.begin() as session:
-        session.query(IndexOutbox).delete()  # as if indexed
+        session.execute(delete(tables.index_outbox))  # as if indexed
     second = run(archive, path, custodian="Bob@Example.com")
     assert (second.archived, second.duplicate) == (0, 5)
     with archive.sessions() as session:
-        bobs = session.scalar(select(func.count()).select_from(MessageMailbox).where(MessageMailbox.mailbox == "bob@example.com"))
-    assert bobs == 5 and count(archive, Message) == 5
-    assert count(archive, IndexOutbox) == 5  # their search scope widened: reindex them
+        bobs = session.scalar(select(func.count()).select_from(tables.message_mailboxes).where(tables.message_mailboxes.c.mailbox == "bob@example.com"))
+    assert bobs == 5 and count(archive, tables.messages) == 5
+    assert count(archive, tables.index_outbox) == 5  # their search scope widened: reindex them
 
 
 def test_storage_failure_stops_the_import_reports_it_and_a_rerun_completes(archive, tmp_path) -> None:
@@ -335,7 +334,7 @@ def test_storage_failure_stops_the_import_reports_it_and_a_rerun_completes(archi
     assert failed.storage_error and "blob" in failed.storage_error
     # The batch that failed and the next one, already read while the first was being journaled.
     assert len(failed.not_archived) == 8 and failed.archived == 0
-    assert count(archive, Message) == 0
+    assert count(archive, tables.messages) == 0
 
     root.unlink()
     root.mkdir()
@@ -359,7 +358,7 @@ def test_a_catalogue_failure_mid_import_accounts_for_every_message_once(archive,
         )
     failed = run(archive, folder, batch_messages=4)
     assert "disk is full" in failed.storage_error
-    assert failed.archived == 8 and failed.duplicate == 0 and count(archive, Message) == 8
+    assert failed.archived == 8 and failed.duplicate == 0 and count(archive, tables.messages) == 8
     assert len(failed.not_archived) == len(set(failed.not_archived)) >= 4
     assert failed.archived + len(failed.not_archived) <= 20  # the rest was never read
     stored = set(archived(archive).values())
@@ -413,7 +412,7 @@ def test_mbox_import_killed_midway_resumes_from_its_checkpoint(tmp_path, make_se
 
     archive = Archive(settings)
     try:
-        committed = count(archive, Message)
+        committed = count(archive, tables.messages)
         assert 0 < committed < len(entries)
         summary = run(archive, path, custodian="alice@example.com", batch_messages=100)
         [(location, resumed_at)] = summary.resumed
@@ -423,10 +422,10 @@ def test_mbox_import_killed_midway_resumes_from_its_checkpoint(tmp_path, make_se
         # been committed after the checkpoint was written.
         assert summary.archived + summary.duplicate == len(entries) - before_resume
         assert summary.duplicate <= 100
-        assert count(archive, Message) == len(entries)
+        assert count(archive, tables.messages) == len(entries)
         with archive.sessions() as session:
-            assert set(session.scalars(select(Message.sha256))) == {sha256_hex(raw) for _, raw in entries}
-            assert session.scalars(select(ImportCheckpoint.finished)).one() is True
+            assert set(session.scalars(select(tables.messages.c.sha256))) == {sha256_hex(raw) for _, raw in entries}
+            assert session.scalars(select(tables.import_checkpoints.c.finished)).one() is True
 
         finished = run(archive, path, custodian="alice@example.com")
         assert (finished.archived, finished.duplicate, finished.resumed) == (0, 0, [(str(path), size)])
@@ -440,7 +439,7 @@ def test_resume_point_that_no_longer_matches_the_file_reads_it_again(archive, tm
     first = run(archive, path, checkpoint_min_bytes=0)
     assert first.archived == 20
     with archive.sessions.begin() as session:  # as if the file had been rewritten under the checkpoint
-        session.query(ImportCheckpoint).update({"position": 7, "finished": False})
+        session.execute(update(tables.import_checkpoints).values(position=7, finished=False))
     again = run(archive, path, checkpoint_min_bytes=0)
     assert (again.archived, again.duplicate) == (0, 20)
 
@@ -482,8 +481,8 @@ def test_cli_import_to_searchable_in_one_command(cli_env, tmp_path) -> None:
     assert "archived (new)" in result.output and "junk.bin" in result.output and "binary data" in result.output
     archive = cli_env()
     try:
-        assert count(archive, Message) == 2
-        assert count(archive, IndexOutbox) == 0  # drained: indexed before the command returned
+        assert count(archive, tables.messages) == 2
+        assert count(archive, tables.index_outbox) == 0  # drained: indexed before the command returned
         assert archive.search.count() == 2
     finally:
         archive.close()
