@@ -65,9 +65,10 @@ class ParseOutcome:
 @dataclass
 class DrainReport:
     indexed: int = 0
-    failed: int = 0
+    failed: int = 0  # not indexed this time, for any reason
     batches: int = 0
     errors: list[str] = field(default_factory=list)
+    deferred: int = 0  # of ``failed``, handed back by an outage (engine or blob store): not their fault
 
 
 # (sha256 digests) -> outcomes in the same order; in-process or a pool of processes.
@@ -274,6 +275,7 @@ def complete_batch(sessions: sessionmaker[Session], backend: SearchBackend, batc
         # is not the messages' fault, so it does not count against them.
         release(sessions, batch.leases, error=str(error))
         report.failed += len(batch.leases)
+        report.deferred += len(batch.leases)
         report.errors.append(str(error))
         return report
     failed.extend((by_id[message_id], f"the search engine refused it: {reason}") for message_id, reason in rejected.items())
@@ -283,6 +285,7 @@ def complete_batch(sessions: sessionmaker[Session], backend: SearchBackend, batc
         release(sessions, [lease for lease, _ in unavailable], error=unavailable[0][1])
     report.indexed += len(done)
     report.failed += len(failed) + len(unavailable)
+    report.deferred += len(unavailable)
     report.errors.extend(f"message {lease.message_id}: {error}" for lease, error in failed + unavailable)
     return report
 

@@ -423,26 +423,57 @@ def show(
 
 
 @app.command()
-def reindex() -> None:
+def reindex(
+    failed: bool = typer.Option(False, "--failed", help="Index again only the messages that failed (and any never queued); "
+                                "the index is not emptied."),
+) -> None:
     """Rebuild the search index from blobs and catalogue alone (OpenSearch: beside the live one, then swapped)."""
-    from indexer.reindex import finish_reindex, start_reindex
+    from indexer.outbox import retry_failed
+    from indexer.reindex import abort_reindex, finish_reindex, start_reindex
     from indexer.search_backend import IndexLockedError, SearchBackendError
 
     archive = _archive()
+    rebuilding = False
     try:
+        if failed:
+            report = _drain_with_progress(archive, retry_failed(archive.sessions), "Retrying")
+            if report.failed:
+                raise typer.Exit(1)
+            return
         queued = start_reindex(archive.sessions, archive.search)
+        rebuilding = True
         report = _drain_with_progress(archive, queued, "Reindexing")
+        if report.deferred:
+            # Rows handed back by an outage are not in the rebuilt index: swapping it in would
+            # hide them from search. Their outbox rows stay and reach the live index later.
+            raise SearchBackendError(f"{report.deferred} message(s) could not be indexed while the engine or the blob store was failing")
+        # Messages that failed for themselves are expected to be missing (`status` lists them).
         swapped = finish_reindex(archive.search, expected=queued - report.failed)
+        rebuilding = False
         if swapped:
             _out().print(f"The rebuilt index {swapped} is now live.")
     except IndexLockedError as error:
-        _err().print(f"[red]{error}[/]\nStop `postvault serve` first, or let it index: the embedded index has one writer.")
+        _err().print(_plain(f"{error}\nStop `postvault serve` first, or let it index: the embedded index has one writer.", style="red"))
         raise typer.Exit(1) from None
     except SearchBackendError as error:
-        _err().print(f"[red]Reindex failed:[/] {error}")
+        _err().print(_labelled("Reindex failed: ", "red", str(error)))
         raise typer.Exit(1) from None
     finally:
+        if rebuilding:
+            _abandon_rebuild(archive, abort_reindex)
         archive.close()
+
+
+def _abandon_rebuild(archive: Archive, abort_reindex) -> None:  # type: ignore[no-untyped-def]
+    """A rebuild that did not finish takes every write meanwhile: drop it (the live index is untouched)."""
+    from indexer.search_backend import SearchBackendError
+
+    try:
+        abort_reindex(archive.search)
+    except SearchBackendError as error:
+        _err().print(_labelled("The unfinished rebuild could not be dropped (run `postvault reindex` again): ", "red", str(error)))
+    else:
+        _err().print(_plain("The unfinished rebuild was dropped; searches and writes go to the live index as before."))
 
 
 def _drain_with_progress(archive: Archive, expected: int, label: str):  # type: ignore[no-untyped-def]
@@ -455,7 +486,8 @@ def _drain_with_progress(archive: Archive, expected: int, label: str):  # type: 
         report = drain_outbox(archive, on_batch=lambda batch: progress.advance(task, batch.indexed + batch.failed))
     _out().print(f"{label}: {report.indexed} indexed, {report.failed} failed.")
     for error in report.errors[:10]:
-        _err().print(f"  [yellow]{error}[/]")
+        # An error may quote the message (a header the parser choked on): mail is data.
+        _err().print(_labelled("  ", "yellow", error))
     return report
 
 
@@ -493,14 +525,21 @@ def verify(orphans: bool = typer.Option(True, "--orphans/--no-orphans", help="Al
     table.add_row("unreadable blobs", str(len(report.unreadable_blobs)))
     table.add_row("indexed", f"{report.indexed} ({report.index_coverage:.2%})")
     table.add_row("unindexed (of which queued)", f"{len(report.unindexed)} ({len(report.pending)})")
+    table.add_row("failed at the attempt limit", str(len(report.failed)))
+    table.add_row("indexed with a stale scope", str(len(report.stale_scopes)))
     table.add_row("index entries without a message", str(len(report.stale_index_entries)))
     table.add_row("orphan blobs (never acknowledged)", str(len(report.orphan_blobs)))
     table.add_row("audit chain breaks", str(len(chain_breaks)))
     _out().print(table)
     for label, items in (("missing", report.missing_blobs), ("corrupt", report.corrupt_blobs), ("unreadable", report.unreadable_blobs),
-                         ("unindexed", report.unindexed), ("stale index entry", report.stale_index_entries)):
+                         ("unindexed", report.unindexed), ("stale scope (mailboxes or domains)", report.stale_scopes),
+                         ("stale index entry", report.stale_index_entries)):
         for item in items[:20]:
             _err().print(f"[red]{label}:[/] {item}")
+    for message_id, error in list(report.failed.items())[:20]:
+        _err().print(_labelled(f"failed {message_id}: ", "red", error))
+    if report.failed or report.stale_scopes:
+        _err().print("`postvault reindex --failed` indexes the failed messages again; `postvault reindex` rebuilds every scope.")
     for brk in chain_breaks[:20]:
         _err().print(f"[red]audit event {brk.event_id}:[/] {brk.reason}")
     if report.discrepancies or chain_breaks:
@@ -509,11 +548,10 @@ def verify(orphans: bool = typer.Option(True, "--orphans/--no-orphans", help="Al
 
 @app.command()
 def status(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Counts, index backlog and the age of the oldest unindexed message."""
+    """Counts, every message not indexed by why, and the age of the oldest unindexed message."""
     from sqlalchemy import func, select
 
-    from indexer.outbox import backlog, utc_age
-    from storage.tables import index_outbox
+    from indexer.outbox import MAX_ATTEMPTS, unindexed, utc_age
     from storage.tables import messages as message_rows
 
     archive = _archive()
@@ -521,24 +559,31 @@ def status(as_json: bool = typer.Option(False, "--json")) -> None:
         with archive.read_sessions() as session:
             messages = session.scalar(select(func.count()).select_from(message_rows)) or 0
             total_bytes = session.scalar(select(func.coalesce(func.sum(message_rows.c.size), 0))) or 0
-            failing = session.scalar(select(func.count()).select_from(index_outbox).where(index_outbox.c.last_error != "")) or 0
-            last_error = session.scalar(select(index_outbox.c.last_error).where(index_outbox.c.last_error != "").limit(1)) or ""
-        waiting, oldest = backlog(archive.read_sessions)
+        counts = unindexed(archive.read_sessions)
         try:
             indexed: object = archive.search.count()
         except Exception as error:  # a down engine is a status, not a crash
             indexed = f"unavailable: {error}"
     finally:
         archive.close()
-    age = utc_age(oldest)
+    age = utc_age(counts.oldest)
+    reasons = {
+        "waiting": counts.waiting,
+        "in_progress": counts.in_progress,
+        "retrying": counts.retrying,
+        "failed": counts.failed,
+        "not_queued": counts.not_queued,
+    }
     facts = {
         "messages": messages,
         "bytes": int(total_bytes),
         "indexed": indexed,
-        "backlog": waiting,
+        "backlog": counts.backlog,
         "oldest_unindexed_age_seconds": round(age.total_seconds(), 1) if age else None,
-        "failing": failing,
-        "last_error": last_error,
+        "not_indexed": counts.total,
+        "not_indexed_by_reason": reasons,
+        "failing": counts.retrying + counts.failed,
+        "last_error": counts.last_error,
     }
     if as_json:
         sys.stdout.write(json.dumps(facts) + "\n")
@@ -550,13 +595,22 @@ def status(as_json: bool = typer.Option(False, "--json")) -> None:
     table.add_column("", justify="right")
     table.add_row("messages archived", f"{messages:,}")
     table.add_row("raw bytes", f"{int(total_bytes):,}")
-    table.add_row("indexed documents", f"{indexed:,}" if isinstance(indexed, int) else str(indexed))
-    table.add_row("index backlog", f"{waiting:,}")
+    table.add_row("indexed documents", f"{indexed:,}" if isinstance(indexed, int) else _mail(str(indexed)))
+    table.add_row("not indexed", f"{counts.total:,}")
+    for label, count in (
+        ("  waiting", counts.waiting),
+        ("  being indexed", counts.in_progress),
+        ("  retrying after an error", counts.retrying),
+        (f"  failed {MAX_ATTEMPTS} times, left alone", counts.failed),
+        ("  not queued", counts.not_queued),
+    ):
+        table.add_row(label, f"{count:,}")
     table.add_row("oldest unindexed", _age_text(age))
-    table.add_row("failing to index", f"{failing:,}")
     _out().print(table)
-    if last_error:
-        _err().print(f"[yellow]last indexing error:[/] {last_error}")
+    if counts.last_error:
+        _err().print(_labelled("last indexing error: ", "yellow", counts.last_error))
+    if counts.failed or counts.not_queued:
+        _err().print("`postvault reindex --failed` indexes them again.")
 
 
 def _age_text(age: Optional[timedelta]) -> str:

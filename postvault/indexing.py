@@ -442,6 +442,7 @@ def drain_outbox(
                     raise
                 total.indexed += report.indexed
                 total.failed += report.failed
+                total.deferred += report.deferred
                 total.batches += 1
                 total.errors.extend(report.errors)
                 if on_batch:
