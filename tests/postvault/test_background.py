@@ -31,7 +31,7 @@ from postvault.cli import app as cli
 from postvault.indexing import run_indexer
 from postvault.settings import Settings
 from postvault.wiring import Archive
-from storage.models import IndexOutbox, Message
+from storage.tables import index_outbox, messages
 from storage.timeutil import utcnow
 from tests import services
 from tests.archive_factory import make_message
@@ -161,7 +161,7 @@ def scale_out(tmp_path: Path) -> Iterator[Callable[..., ScaleOut]]:
 
 def backlog_of(archive: Archive) -> int:
     with archive.sessions() as session:
-        return session.scalar(select(func.count()).select_from(IndexOutbox)) or 0
+        return session.scalar(select(func.count()).select_from(index_outbox)) or 0
 
 
 def assert_indexed_exactly_once(archive: Archive, expected: int) -> None:
@@ -173,7 +173,7 @@ def assert_indexed_exactly_once(archive: Archive, expected: int) -> None:
     ids = list(archive.search.indexed_ids())
     assert len(ids) == len(set(ids)) == expected == archive.search.count()
     with archive.sessions() as session:
-        assert session.scalar(select(func.count()).select_from(Message).where(Message.indexed_at.is_(None))) == 0
+        assert session.scalar(select(func.count()).select_from(messages).where(messages.c.indexed_at.is_(None))) == 0
     assert backlog_of(archive) == 0
 
 
@@ -295,7 +295,7 @@ def test_worker_indexes_what_the_journal_notifies(scale_out: Callable[..., Scale
 
     def rebuilt() -> bool:
         with archive.sessions() as session:
-            stale = session.scalar(select(func.count()).select_from(Message).where(Message.indexed_at < started))
+            stale = session.scalar(select(func.count()).select_from(messages).where(messages.c.indexed_at < started))
         return stale == 0 and backlog_of(archive) == 0
 
     deployment.send(REINDEX)
@@ -332,11 +332,11 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_indexes_nothing_twice(scale
 
     def leased() -> int:
         with archive.sessions() as session:
-            return session.scalar(select(func.count()).select_from(IndexOutbox).where(IndexOutbox.leased_until > utcnow())) or 0
+            return session.scalar(select(func.count()).select_from(index_outbox).where(index_outbox.c.leased_until > utcnow())) or 0
 
     def indexed() -> int:
         with archive.sessions() as session:
-            return session.scalar(select(func.count()).select_from(Message).where(Message.indexed_at.is_not(None))) or 0
+            return session.scalar(select(func.count()).select_from(messages).where(messages.c.indexed_at.is_not(None))) or 0
 
     # Kill the whole worker (pool parent and child) while a batch holds its lease, once
     # at least one earlier batch is in the index. A kill that lands in the few
@@ -356,7 +356,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_indexes_nothing_twice(scale
 
     # The dead worker's lease runs out (after 5 minutes in production; here at once).
     with archive.sessions.begin() as session:
-        session.execute(update(IndexOutbox).where(IndexOutbox.leased_until > utcnow()).values(leased_until=utcnow()))
+        session.execute(update(index_outbox).where(index_outbox.c.leased_until > utcnow()).values(leased_until=utcnow()))
     # Its task died with it. The sweep (run by the new worker, as beat would have it)
     # queues what the backlog needs; tasks still in Redis are harmless duplicates.
     deployment.start_worker()
