@@ -61,4 +61,13 @@ def envelope_bytes(text: str) -> bytes:
     return bytes(out)
 
 
-__all__ = ["Envelope", "envelope_bytes", "envelope_text"]
+def envelope_str(text: str) -> str:
+    """Envelope text as Python reads the client's bytes: UTF-8, surrogateescape for the rest (PEP 383).
+
+    The form to compare addresses in, as header text is: an escape's backslash must never
+    be taken for an RFC 5322 quoted-pair (``caf\\xe9@x`` is not the mailbox cafxe9@x).
+    """
+    return envelope_bytes(text).decode("utf-8", "surrogateescape")
+
+
+__all__ = ["Envelope", "envelope_bytes", "envelope_str", "envelope_text"]

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from archiver.envelope import Envelope
+from archiver.envelope import Envelope, envelope_str
 from archiver.headers import HeaderFacts, domain_of, normalise_address, read_header_facts
 from indexer import outbox
 from retention import policies
@@ -49,7 +49,8 @@ def mailboxes_of(arrival: Arrival, facts: HeaderFacts) -> tuple[str, ...]:
 
     As the catalogue stores them (``storable``): the index takes its scope keys from there.
     """
-    candidates = [arrival.custodian, arrival.envelope.mail_from, *arrival.envelope.rcpt_to, *facts.addresses]
+    envelope = arrival.envelope
+    candidates = [arrival.custodian, envelope_str(envelope.mail_from), *map(envelope_str, envelope.rcpt_to), *facts.addresses]
     seen: dict[str, None] = {}
     for candidate in candidates:
         address = storable(normalise_address(candidate))

@@ -270,7 +270,7 @@ def test_an_8bit_envelope_is_archived_with_its_exact_bytes_and_a_retry_is_one_en
     listener, archive = catalogue_listener
     helo, sender = b"mta\\caf\xe9\x00.example", b"caf\xe9@example.com"
     recipients = [b"b\xffb@example.org", "jörg@exämple.de".encode()]
-    raw = wire_message(subject="8-bit envelope")
+    raw = b"From: caf\xe9@example.com\r\nTo: b\xffb@example.org\r\nSubject: 8-bit envelope\r\n\r\nbody\r\n"
     for _ in range(2):  # the second delivery is the sender's retry after a lost 250
         with RawSmtp(listener.host, listener.port) as smtp:
             assert smtp.command(b"EHLO " + helo)[0] == 250
@@ -285,6 +285,12 @@ def test_an_8bit_envelope_is_archived_with_its_exact_bytes_and_a_retry_is_one_en
     assert envelope_bytes(row["mail_from"]) == sender
     assert [envelope_bytes(recipient) for recipient in row["rcpt_to"]] == recipients
     assert "\x00" not in row["helo"] and row["mail_from"].isprintable()
+    # Scope keys compare the bytes, not their escapes: the envelope sender and the From
+    # header are one mailbox, and no escape's backslash is read as a quoted-pair.
+    with archive.sessions() as session:
+        mailboxes = set(session.scalars(select(tables.message_mailboxes.c.mailbox)))
+    assert len(mailboxes) == 3 and "jörg@exämple.de" in mailboxes, mailboxes
+    assert not {"cafxe9@example.com", "bxffb@example.org"} & mailboxes
 
 
 def test_long_lines_and_bare_lf_line_ends_are_archived_byte_exact(listener, archive) -> None:
