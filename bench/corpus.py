@@ -2,6 +2,7 @@
 
     python bench/corpus.py --n 100000 --seed 42            # prints the maildir path
     python bench/corpus.py --n 2000 --seed 7 --out /tmp/x   # explicit base folder
+    python bench/corpus.py --spamassassin-only              # the 6,046 real messages alone
 
 Same N, seed and generator version give byte-identical files; nothing in a message
 depends on the wall clock. The corpus is cached under ``$POSTVAULT_BENCH_DIR`` (default
@@ -1042,6 +1043,49 @@ def ensure_corpus(n: int = DEFAULT_N, seed: int = DEFAULT_SEED, base_dir: Path |
     return target
 
 
+SPAM_ASSASSIN_CORPUS = "spamassassin"
+
+
+def ensure_spam_assassin_corpus(base_dir: Path | None = None, *, quiet: bool = False) -> Path:
+    """The 6,046 SpamAssassin messages alone, as a maildir (leading ``From `` line stripped).
+
+    Real, small (about 7 KB), 2002-era mail: the per-message fixed cost of an importer is
+    what this corpus measures. Cached like the generated ones.
+    """
+    base = Path(base_dir or default_base_dir())
+    target = base / f"corpus-{SPAM_ASSASSIN_CORPUS}-{SPAM_ASSASSIN_VERSION}"
+    if (target / ".complete").exists():
+        return target
+    files = spam_assassin_files()
+    building = base / (target.name + ".building")
+    if building.exists():
+        shutil.rmtree(building)
+    for sub in ("cur", "new", "tmp"):
+        (building / sub).mkdir(parents=True)
+    digest = hashlib.sha256()
+    sizes = []
+    for number, path in enumerate(files):
+        data = read_spam_assassin(path)
+        name = f"{number}.sa:2,S"
+        (building / "cur" / name).write_bytes(data)
+        digest.update(f"{name} {hashlib.sha256(data).hexdigest()}\n".encode())
+        sizes.append(len(data))
+    sizes.sort()
+    info = {
+        "corpus": SPAM_ASSASSIN_CORPUS, "n": len(files), "spamassassin_messages": len(files),
+        "bytes": sum(sizes), "digest": digest.hexdigest(), "size_p50": sizes[len(sizes) // 2],
+        "size_p90": sizes[int(len(sizes) * 0.9)], "size_max": sizes[-1],
+        "over_100k": sum(1 for s in sizes if s > 100_000),
+    }
+    (building / ".complete").write_text(json.dumps(info, indent=2) + "\n")
+    if target.exists():
+        shutil.rmtree(target)
+    building.rename(target)
+    if not quiet:
+        print(f"corpus: {len(files):,} SpamAssassin messages, {info['bytes'] / 1e6:.0f} MB -> {target}", file=sys.stderr)
+    return target
+
+
 def corpus_info(maildir: Path) -> dict:
     return json.loads((Path(maildir) / ".complete").read_text())
 
@@ -1054,8 +1098,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-spamassassin", action="store_true", help="generated messages only")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--force", action="store_true", help="rebuild even if cached")
+    parser.add_argument("--spamassassin-only", action="store_true",
+                        help="the 6,046 SpamAssassin messages alone (--n and --seed do not apply)")
     args = parser.parse_args(argv)
     base = args.out or default_base_dir()
+    if args.spamassassin_only:
+        if args.force:
+            shutil.rmtree(base / f"corpus-{SPAM_ASSASSIN_CORPUS}-{SPAM_ASSASSIN_VERSION}", ignore_errors=True)
+        path = ensure_spam_assassin_corpus(base)
+        print(path)
+        print(json.dumps(corpus_info(path), indent=2), file=sys.stderr)
+        return 0
     if args.force:
         shutil.rmtree(base / corpus_name(args.n, args.seed, not args.no_spamassassin), ignore_errors=True)
     path = ensure_corpus(args.n, args.seed, base, spamassassin=not args.no_spamassassin, workers=args.workers)

@@ -684,21 +684,26 @@ def search_latency(tools: dict, queries: list[Query], ingest: dict, work: Path, 
 # One size
 
 
-def run_size(n: int, args, tools: dict, only: list[str]) -> dict:
-    maildir = corpus.ensure_corpus(n, args.seed, args.corpus_dir, spamassassin=not args.no_spamassassin)
+def run_size(n: int | str, args, tools: dict, only: list[str]) -> dict:
+    """One corpus, every tool: ``n`` a size of the generated corpus, or "spamassassin"."""
+    if n == corpus.SPAM_ASSASSIN_CORPUS:
+        maildir = corpus.ensure_spam_assassin_corpus(args.corpus_dir)
+    else:
+        maildir = corpus.ensure_corpus(int(n), args.seed, args.corpus_dir, spamassassin=not args.no_spamassassin)
     info = corpus.corpus_info(maildir)
     files = sum(1 for _ in os.scandir(maildir / "cur"))
-    print(f"bench: N={n:,}: {maildir} ({info['bytes'] / 1e6:,.0f} MB, {files:,} files)", file=sys.stderr, flush=True)
+    label = _label(n)
+    print(f"bench: N={label}: {maildir} ({info['bytes'] / 1e6:,.0f} MB, {files:,} files)", file=sys.stderr, flush=True)
     base = Path(args.work_dir or corpus.default_base_dir())
     base.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"run-n{n}-", dir=base))
-    result: dict = {"n": n, "maildir": str(maildir), "corpus": info, "files": files, "work_dir": str(work), "ingest": {}}
+    result: dict = {"n": n, "label": label, "maildir": str(maildir), "corpus": info, "files": files, "work_dir": str(work), "ingest": {}}
     try:
         for tool, fn in (("postvault", ingest_postvault), ("notmuch", ingest_notmuch), ("mu", ingest_mu)):
             if tool not in only:
                 continue
             warm = warm_page_cache(maildir)
-            print(f"bench: N={n:,}: {tool} ingest (page cache warmed in {warm:.1f}s)", file=sys.stderr, flush=True)
+            print(f"bench: N={label}: {tool} ingest (page cache warmed in {warm:.1f}s)", file=sys.stderr, flush=True)
             code = _code_version() if tool == "postvault" else None
             try:
                 result["ingest"][tool] = fn(tools, maildir, work, files, args.timeout)
@@ -713,11 +718,11 @@ def run_size(n: int, args, tools: dict, only: list[str]) -> dict:
                 result["ingest"][tool] = {"error": str(error)}
             r = result["ingest"][tool]
             secs = r.get("searchable_seconds", r.get("seconds"))
-            print(f"bench: N={n:,}: {tool}: {secs} s, {r.get('msgs_per_s')} msg/s, peak RSS tree "
+            print(f"bench: N={label}: {tool}: {secs} s, {r.get('msgs_per_s')} msg/s, peak RSS tree "
                   f"{(r.get('peak_rss_tree') or 0) / 2**20:,.0f} MB{'; ERROR ' + r['error'] if r.get('error') else ''}",
                   file=sys.stderr, flush=True)
         if not args.skip_search:
-            print(f"bench: N={n:,}: search latency", file=sys.stderr, flush=True)
+            print(f"bench: N={label}: search latency", file=sys.stderr, flush=True)
             result["search"] = search_latency(tools, query_set(), result["ingest"], work, args.repeat,
                                               args.repeat_subprocess)
     finally:
@@ -732,6 +737,10 @@ def run_size(n: int, args, tools: dict, only: list[str]) -> dict:
 
 
 _REMOVE_AT_EXIT: list[Path] = []
+
+
+def _label(n: int | str) -> str:
+    return f"{n:,}" if isinstance(n, int) else str(n)
 
 
 # ---------------------------------------------------------------------------------------
@@ -783,7 +792,7 @@ def evaluate(results: dict) -> list[dict]:
                                  if anon else "–",
                         "pass": None if not anon else anon < RSS_LIMIT_BYTES})
     for key, label in (("peak_rss_tree", "peak RSS"), ("peak_anon_tree", "peak anonymous memory")):
-        peaks = [(run["n"], run["ingest"].get("postvault", {}).get(key)) for run in sizes]
+        peaks = [(run["n"], run["ingest"].get("postvault", {}).get(key)) for run in sizes if isinstance(run["n"], int)]
         peaks = [(n, p) for n, p in peaks if p]
         if len(peaks) >= 2:
             (n0, p0), (n1, p1) = peaks[0], peaks[-1]
@@ -806,17 +815,18 @@ def render_markdown(results: dict) -> str:
         lines.append(f"| {t['n']} | {t['target']} | {t['value']} | {verdict} |")
     lines.append("")
     for run in results["runs"]:
-        n = run["n"]
+        heading = (f"## N = {run['n']:,}" if isinstance(run["n"], int)
+                   else f"## The {run['n']} corpus alone ({run.get('files', 0):,} messages)")
         if "corpus" not in run:
-            lines += [f"## N = {n:,}", "", f"ERROR: {run.get('error')}", ""]
+            lines += [heading, "", f"ERROR: {run.get('error')}", ""]
             continue
         c = run["corpus"]
-        lines += [f"## N = {n:,}", "",
+        lines += [heading, "",
                   f"Corpus: {run['files']:,} files, {c['bytes'] / 1e6:,.0f} MB (median {c['size_p50']:,} B, "
                   f"p90 {c['size_p90']:,} B, max {c['size_max']:,} B, {c['over_100k']:,} over 100 KB; "
                   f"{c['spamassassin_messages']:,} from SpamAssassin); digest `{c['digest'][:16]}`.", "",
                   "### Ingest to searchable", "",
-                  "| tool | seconds | msgs/s | CPU s | msgs/CPU-s | peak RSS tree MB | largest process MB | peak PSS tree MB | peak anon tree MB | max mmapped-file MB | processes | index MB | load avg before→after | notes |",
+                  "| tool | seconds | msgs/s | CPU s | CPU ms/msg | peak RSS tree MB | largest process MB | peak PSS tree MB | peak anon tree MB | max mmapped-file MB | processes | index MB | load avg before→after | notes |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
         for tool in TOOLS:
             r = run["ingest"].get(tool)
@@ -839,7 +849,7 @@ def render_markdown(results: dict) -> str:
             if r.get("error"):
                 notes.append(f"ERROR: {r['error']}")
             lines.append(f"| {tool} | {_num(secs)} | {_num(r.get('msgs_per_s'), '{:,.0f}')} | {_num(r.get('cpu_seconds'))} | "
-                         f"{_num(r.get('msgs_per_cpu_s'), '{:,.0f}')} | {_mb(r.get('peak_rss_tree'))} | "
+                         f"{_num(1000 / r['msgs_per_cpu_s'] if r.get('msgs_per_cpu_s') else None, '{:,.2f}')} | {_mb(r.get('peak_rss_tree'))} | "
                          f"{_mb(r.get('peak_rss_single'))} | {_mb(r.get('peak_pss_tree'))} | {_mb(r.get('peak_anon_tree'))} | "
                          f"{_mb(r.get('peak_file_mapped_single'))} | {r.get('max_processes', 1)} | "
                          f"{_mb(r.get('index_bytes'))} | {r.get('loadavg_before', '–')}→{r.get('loadavg_after', '–')} | "
@@ -907,11 +917,15 @@ def main(argv: list[str] | None = None) -> int:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--profile", default="embedded")
     if pre.parse_known_args(argv)[0].profile == "scale-out":
-        import scale_out
-
-        return scale_out.main(sys.argv[1:] if argv is None else argv)
+        # Run as its own program, not imported: scale_out imports this module for the query
+        # set and the measuring helpers, and the two must not import each other.
+        args = sys.argv[1:] if argv is None else argv
+        os.execv(sys.executable, [sys.executable, str(BENCH / "scale_out.py"), *args])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated corpus sizes (default 10000,100000)")
+    parser.add_argument("--corpus", default="generated",
+                        help="comma-separated: generated (the --sizes corpora, default) and/or spamassassin "
+                             "(the 6,046 SpamAssassin messages alone, one run, run first)")
     parser.add_argument("--seed", type=int, default=corpus.DEFAULT_SEED)
     parser.add_argument("--only", default=",".join(TOOLS), help="comma-separated subset of postvault,notmuch,mu")
     parser.add_argument("--profile", default="embedded", choices=("embedded", "scale-out"),
@@ -950,6 +964,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"--only: unknown tool(s) {', '.join(unknown)}; choose from {', '.join(TOOLS)}")
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    corpora = [c.strip() for c in args.corpus.split(",") if c.strip()]
+    if not corpora or set(corpora) - {"generated", corpus.SPAM_ASSASSIN_CORPUS}:
+        parser.error(f"--corpus: choose generated and/or {corpus.SPAM_ASSASSIN_CORPUS}, not {args.corpus!r}")
+    if "generated" not in corpora:
+        sizes = []
     missing = []
     for module in ("psutil", "fpdf", "docx", "openpyxl", "PIL"):
         try:
@@ -978,7 +997,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     started = time.perf_counter()
     try:
-        for n in sizes:
+        runs = ([corpus.SPAM_ASSASSIN_CORPUS] if corpus.SPAM_ASSASSIN_CORPUS in corpora else []) + sizes
+        for n in runs:
             try:
                 results["runs"].append(run_size(n, args, tools, only))
             except BenchError as error:
