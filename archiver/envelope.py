@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+
+from storage.text import escaped, unescaped
 
 
 @dataclass(frozen=True)
@@ -24,41 +25,16 @@ class Envelope:
     received_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
-# Envelope text is the client's bytes read as UTF-8, except for what a catalogue cannot
-# hold or a terminal should not be sent: bytes that are not UTF-8 (old MTAs send Latin-1
-# in HELO and MAIL FROM; RFC 6531 allows only UTF-8, but Postfix accepts them), NUL
-# (PostgreSQL text refuses it) and other control characters. Those are written \xHH and a
-# backslash is doubled, so the mapping is one-to-one and reversible.
-_NEEDS_ESCAPE = re.compile(r"[\\\x00-\x1f\x7f\udc80-\udcff]")
-_ESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2})")
-
-
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
-    if char == "\\":
-        return "\\\\"
-    code = ord(char)
-    return f"\\x{code - 0xDC00 if code >= 0xDC80 else code:02x}"
+# Envelope text is the client's bytes read as UTF-8 (surrogateescape for the rest, PEP 383)
+# in the catalogue's reversible form (storage.text.escaped): bytes that are not UTF-8 (old
+# MTAs send Latin-1 in HELO and MAIL FROM; RFC 6531 allows only UTF-8, but Postfix accepts
+# them) and NUL (PostgreSQL text refuses it) are written \xHH, and a backslash is doubled.
 
 
 def envelope_text(value: bytes | str) -> str:
     """Envelope text for the bytes a client sent (or for a str decoded with surrogateescape,
     as aiosmtpd hands over command arguments)."""
-    text = value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
-    return _NEEDS_ESCAPE.sub(_escape, text)
-
-
-def envelope_bytes(text: str) -> bytes:
-    """The exact bytes behind a piece of envelope text: the inverse of ``envelope_text``."""
-    out = bytearray()
-    position = 0
-    for match in _ESCAPE.finditer(text):
-        out += text[position : match.start()].encode("utf-8")
-        escaped = match.group(1)
-        out += b"\\" if escaped == "\\" else bytes([int(escaped[1:], 16)])
-        position = match.end()
-    out += text[position:].encode("utf-8")
-    return bytes(out)
+    return escaped(value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value)
 
 
 def envelope_str(text: str) -> str:
@@ -67,7 +43,12 @@ def envelope_str(text: str) -> str:
     The form to compare addresses in, as header text is: an escape's backslash must never
     be taken for an RFC 5322 quoted-pair (``caf\\xe9@x`` is not the mailbox cafxe9@x).
     """
-    return envelope_bytes(text).decode("utf-8", "surrogateescape")
+    return unescaped(text)
+
+
+def envelope_bytes(text: str) -> bytes:
+    """The exact bytes behind a piece of envelope text: the inverse of ``envelope_text``."""
+    return unescaped(text).encode("utf-8", "surrogateescape")
 
 
 __all__ = ["Envelope", "envelope_bytes", "envelope_str", "envelope_text"]
