@@ -53,7 +53,6 @@ import os
 import platform
 import re
 import secrets
-import shlex
 import shutil
 import signal
 import subprocess
@@ -71,8 +70,12 @@ REPO = BENCH.parent
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
 import corpus  # noqa: E402
 import ingest  # noqa: E402  (query set, timing helpers, search helpers shared with the embedded profile)
+from services import probe  # noqa: E402  (finds the services as tests/services.py does)
 
 PROFILE = "scale-out"
 TARGET_VS_RAW = 0.7
@@ -112,7 +115,7 @@ class Services:
     @staticmethod
     def wait_until_up(seconds: float) -> None:
         """All four services up; waits (other people's outage tests stop and restart them) up to ``seconds``."""
-        script = REPO / "scripts" / "services"
+        script = probe.SERVICES_SCRIPT
         started = time.perf_counter()
         said = False
         while True:
@@ -128,15 +131,10 @@ class Services:
 
     @classmethod
     def from_script(cls, wait_seconds: float = 0) -> "Services":
-        script = REPO / "scripts" / "services"
         cls.wait_until_up(wait_seconds)
-        out = subprocess.run([str(script), "env"], capture_output=True, text=True, check=True).stdout
-        env: dict[str, str] = {}
-        for line in out.splitlines():
-            line = line.strip()
-            if line.startswith("export "):
-                key, _, value = line[len("export "):].partition("=")
-                env[key] = shlex.split(value)[0] if value else ""
+        env = probe.services_env()
+        if not env:
+            raise BenchError("`scripts/services env` printed nothing; run `scripts/services up` first")
         blob = urlsplit(env["POSTVAULT_BLOBSTORE_URL"])
         blob_query = {k: v[-1] for k, v in parse_qs(blob.query).items()}
         search = urlsplit(env["POSTVAULT_SEARCH_URL"])

@@ -20,11 +20,15 @@ import hashlib
 import hmac
 import json
 import os
+import shlex
+import socket
+import subprocess
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 TIMEOUT = 10.0
 
@@ -69,6 +73,37 @@ def wait_http(url: str, seconds: float) -> int:
         if time.monotonic() >= deadline:
             return 1
         time.sleep(0.5)
+
+
+# --------------------------------------------------------------------------- scripts/services itself
+# The tests (tests/services.py) and the benchmark (bench/scale_out.py) find the services
+# through these two, so both read `scripts/services env` and probe a port the same way.
+
+SERVICES_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "services"
+
+
+def services_env(script: Path = SERVICES_SCRIPT, timeout: float = 60.0) -> dict[str, str]:
+    """What ``scripts/services env`` exports (addresses and credentials of the local services), or {}."""
+    try:
+        printed = subprocess.run([str(script), "env"], capture_output=True, text=True, timeout=timeout, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    values: dict[str, str] = {}
+    for line in printed.splitlines():
+        words = shlex.split(line)
+        if len(words) == 2 and words[0] == "export":
+            key, _, value = words[1].partition("=")
+            values[key] = value
+    return values
+
+
+def tcp_problem(host: str, port: int, timeout: float = 2.0) -> str:
+    """Why nothing accepts connections at host:port, or "" if something does."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return ""
+    except OSError as error:
+        return error.strerror or str(error)
 
 
 # --------------------------------------------------------------------------- OpenSearch

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shlex
-import socket
-import subprocess
 import time
 import uuid
 import urllib.error
@@ -14,11 +11,11 @@ import urllib.request
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from services import probe
 from storage.engine_urls import EngineUrlError, S3BlobsUrl, parse_blobstore_url, parse_opensearch_url
 
 # Tests that call these carry ``@pytest.mark.services`` (registered in pyproject.toml), so
@@ -34,15 +31,6 @@ def _unavailable(what: str, url: str, why: str, service: str, variable: str) -> 
     if os.environ.get("CI"):
         pytest.fail(f"service missing in CI: {message}", pytrace=False)
     pytest.skip(message)
-
-
-def _tcp_problem(host: str, port: int, timeout: float = 2.0) -> str:
-    """Why nothing accepts connections at host:port, or "" if something does."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return ""
-    except OSError as error:
-        return error.strerror or str(error)
 
 
 def opensearch_url() -> str:
@@ -66,18 +54,7 @@ def opensearch_url() -> str:
 @functools.cache
 def services_env() -> dict[str, str]:
     """What ``scripts/services env`` exports (credentials of the local services), or {}."""
-    script = Path(__file__).resolve().parent.parent / "scripts" / "services"
-    try:
-        printed = subprocess.run([str(script), "env"], capture_output=True, text=True, timeout=60, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    values: dict[str, str] = {}
-    for line in printed.splitlines():
-        words = shlex.split(line)
-        if len(words) == 2 and words[0] == "export":
-            key, _, value = words[1].partition("=")
-            values[key] = value
-    return values
+    return probe.services_env()
 
 
 def postgres_url() -> str:
@@ -102,7 +79,7 @@ def s3_url() -> str:
     url = os.environ.get(variable) or "s3://postvault?endpoint=127.0.0.1:57070&secure=false"
     endpoint = _s3(url, variable).endpoint
     parts = urlsplit("//" + endpoint)
-    problem = _tcp_problem(parts.hostname or "127.0.0.1", parts.port or 443)
+    problem = probe.tcp_problem(parts.hostname or "127.0.0.1", parts.port or 443)
     if problem:
         _unavailable("S3", endpoint, problem, "s3", variable)
     return url
@@ -111,7 +88,7 @@ def s3_url() -> str:
 def _tcp_service(what: str, url: str, default_port: int, service: str, variable: str) -> str:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or default_port
-    problem = _tcp_problem(host, port)
+    problem = probe.tcp_problem(host, port)
     if problem:
         _unavailable(what, f"{host}:{port}", problem, service, variable)
     return url
