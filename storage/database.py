@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 
 from storage.private_files import private_file, private_folder
 
-if TYPE_CHECKING:  # alembic and the ORM are imported only by those who use them
+if TYPE_CHECKING:  # alembic and the ORM's sessions are imported only by those who use them
     from alembic.config import Config
     from sqlalchemy.orm import Session, sessionmaker
 
@@ -185,7 +185,7 @@ def migrate(engine: Engine) -> None:
 
 
 def open_catalogue_engine(url: str) -> Engine:
-    """The catalogue's engine, migrated: for Core statements, or to make ORM sessions on."""
+    """The catalogue's engine, migrated: for Core statements, or to make sessions on."""
     engine = create_catalogue_engine(url)
     migrate(engine)
     return engine

@@ -1,11 +1,12 @@
-"""The catalogue's tables in SQLAlchemy Core; storage.models maps its ORM classes onto them."""
+"""The catalogue's tables in SQLAlchemy Core: the one declaration of its schema, for every read and write."""
 
 from __future__ import annotations
 
-# Declared in Core rather than through the ORM so that a short-lived process which only
-# reads and audits (`postvault search`) can query them without importing and configuring
-# the ORM, a large share of its start-up time. The schema itself is what the migrations
-# build: tests/storage/test_migrations.py compares the two.
+# Core rather than ORM classes: a short-lived process that only reads and audits
+# (`postvault search`) queries them without importing and configuring the ORM, a large share
+# of its start-up time, and there is one idiom for every row. Code that wants a transaction
+# handle may still use a Session: it executes these statements as they are. The migrations
+# build exactly this schema: tests/storage/test_migrations.py compares the two.
 from sqlalchemy import (
     JSON,
     BigInteger,

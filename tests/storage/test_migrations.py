@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -101,3 +102,27 @@ def test_every_revision_up_and_back_on_sqlite(tmp_path: Path) -> None:
 def test_every_revision_up_and_back_on_postgresql() -> None:
     with postgres_schema("pv_migrate") as url:
         check_every_revision_up_and_back(url)
+
+
+def test_the_schema_is_declared_once_in_storage_tables() -> None:
+    """Core tables are the one declaration: no ORM classes repeating the columns beside them,
+    and no second Table() of the catalogue anywhere else (the migrations are its history)."""
+    repo = Path(__file__).resolve().parents[2]
+    declarations = []
+    for package in ("archiver", "bench", "indexer", "postvault", "retention", "search_ui", "storage"):
+        for path in sorted((repo / package).rglob("*.py")):
+            if "migrations" in path.parts:
+                continue
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            # SQLAlchemy's names this module imports (rich has a Table too).
+            from_sqlalchemy = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                               and (node.module or "").startswith("sqlalchemy") for alias in node.names}
+            for node in ast.walk(tree):
+                called = node.func if isinstance(node, ast.Call) else None
+                table = (isinstance(called, ast.Name) and called.id == "Table" and "Table" in from_sqlalchemy) or (
+                    isinstance(called, ast.Attribute) and called.attr == "Table" and getattr(called.value, "id", "") in {"sa", "sqlalchemy"})
+                mapped = isinstance(node, ast.ClassDef) and bool({"DeclarativeBase", "Base"} & {
+                    getattr(base, "id", getattr(base, "attr", "")) for base in node.bases})
+                if table or mapped:
+                    declarations.append(f"{path.relative_to(repo)}:{node.lineno}")
+    assert declarations and all(where.startswith("storage/tables.py:") for where in declarations), declarations
