@@ -53,7 +53,8 @@ def is_local(name: str, path: Path) -> bool:
     """The project's own code, or a sibling module that a script or test folder imports by bare name."""
     if name in PACKAGES or name in {"tests", "bench"}:
         return True
-    return any((folder / f"{name}.py").exists() or (folder / name / "__init__.py").exists() for folder in path.parents
+    # A folder counts as a package even without __init__.py (Python imports it as a namespace package).
+    return any((folder / f"{name}.py").exists() or (folder / name).is_dir() for folder in path.parents
                if REPO in folder.parents or folder == REPO)
 
 
