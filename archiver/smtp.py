@@ -17,7 +17,7 @@ from archiver.exchange_journal import is_journal_report, unwrap_journal_report
 from archiver.journal import Arrival, Journal, JournalError, JournalReceipt
 from archiver.journal_clients import AccountAuthenticator, JournalAccounts, JournalClients
 from archiver.smtp_limits import ConnectionGate, InFlightBytes
-from archiver.smtp_replies import UntrustedClientError, reply_for
+from archiver.smtp_replies import TooManyRecipientsError, UntrustedClientError, reply_for
 from archiver.smtp_session import JournalSMTP, client_address
 from storage.timeutil import utcnow
 
@@ -83,7 +83,7 @@ class JournalHandler:
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str, rcpt_options: list[str]) -> str:
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
-            return "452 4.5.3 Too many recipients"
+            return reply_for(TooManyRecipientsError(f"over {MAX_RECIPIENTS}"))
         # Kept as given: the spelling of a Bcc recipient is evidence, not something to tidy.
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)

@@ -21,6 +21,10 @@ class MessageTooLargeError(SmtpRefusalError):
     """The message is larger than the configured maximum."""
 
 
+class TooManyRecipientsError(SmtpRefusalError):
+    """One transaction named more recipients than the listener takes."""
+
+
 class UntrustedClientError(SmtpRefusalError):
     """The client is neither on the journal allow list nor authenticated."""
 
@@ -41,6 +45,9 @@ def reply_for(error: BaseException) -> str:
     if isinstance(error, MessageTooLargeError):
         # RFC 5321 4.5.3.1.10 (552) and RFC 3463 5.3.4 "message too big for system".
         return "552 5.3.4 Message too big for this system"
+    if isinstance(error, TooManyRecipientsError):
+        # RFC 5321 4.5.3.1.10: 452 for recipients past the limit; the client sends them in another transaction.
+        return "452 4.5.3 Too many recipients"
     if isinstance(error, UntrustedClientError):
         # RFC 4954 6: 530 5.7.0 when the server policy requires authentication.
         return "530 5.7.0 Authentication required"
@@ -54,6 +61,7 @@ __all__ = [
     "MessageTooLargeError",
     "SmtpRefusalError",
     "TooManyConnectionsError",
+    "TooManyRecipientsError",
     "TooMuchInFlightError",
     "UntrustedClientError",
     "reply_for",

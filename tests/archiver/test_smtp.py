@@ -334,3 +334,17 @@ def test_a_journal_report_with_a_charset_that_is_no_charset_is_archived(listener
     assert code == 250, reply
     [row] = envelopes(archive)
     assert row.source == "journal-report" and row.mail_from == "assistant.ceo@contoso.com"
+
+
+def test_recipients_past_the_limit_get_452_and_the_rest_are_archived(listener, archive) -> None:
+    from archiver.smtp import MAX_RECIPIENTS
+
+    with RawSmtp(listener.host, listener.port) as smtp:
+        assert smtp.command(b"EHLO client.example.net")[0] == 250
+        assert smtp.command(b"MAIL FROM:<a@example.com>")[0] == 250
+        for number in range(MAX_RECIPIENTS):
+            assert smtp.command(b"RCPT TO:<r%d@example.org>" % number)[0] == 250
+        assert smtp.command(b"RCPT TO:<one.too.many@example.org>") == (452, b"4.5.3 Too many recipients")
+        assert smtp.data(wire_message(subject="many recipients"))[0] == 250
+    [row] = envelopes(archive)
+    assert len(row.rcpt_to) == MAX_RECIPIENTS and "one.too.many@example.org" not in row.rcpt_to
