@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from enum import Enum
 
+from addresses import address_key
 from indexer.query.analysis import MAX_TOKEN_BYTES, is_ideographic, words_as_written, without_surrogates
 from indexer.query.ast import (
     And,
@@ -25,7 +26,6 @@ from indexer.query.ast import (
     SizeOp,
     Term,
 )
-from addresses import address_key
 from indexer.query.fields import is_address, is_keyword_field, normalise_exact, takes_addresses
 
 # Deep enough for any query a person writes; shallow enough that recursion never overflows.
