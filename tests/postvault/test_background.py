@@ -279,6 +279,28 @@ def test_sweep_tops_the_queue_up_once_and_not_again(scale_out: Callable[..., Sca
 
 
 @pytest.mark.services
+def test_sweep_queues_nothing_for_messages_left_at_the_attempt_limit(scale_out: Callable[..., ScaleOut]) -> None:
+    from indexer.outbox import MAX_ATTEMPTS
+
+    deployment = scale_out(index_batch_size=10)
+    archive = deployment.archive()
+    journal(archive, 25, "given up")
+    with archive.sessions.begin() as session:
+        # 20 failed their last attempt; the sweep used to count them as leasable and queue
+        # tasks that then leased nothing (497 of 699 tasks at 100k messages).
+        ids = session.scalars(select(index_outbox.c.message_id).order_by(index_outbox.c.message_id).limit(20)).all()
+        session.execute(update(index_outbox).where(index_outbox.c.message_id.in_(ids))
+                        .values(attempts=MAX_ATTEMPTS, last_error="parsing failed"))
+    celery = make_celery(deployment.settings)
+    try:
+        assert queue_for_backlog(celery, max_tasks=16) == 1  # the 5 rows with tries left: one batch
+        assert deployment.queued() == 1
+    finally:
+        celery.close_archive()
+        celery.close()
+
+
+@pytest.mark.services
 def test_worker_indexes_what_the_journal_notifies(scale_out: Callable[..., ScaleOut]) -> None:
     deployment = scale_out()
     archive = deployment.archive()
