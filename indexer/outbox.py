@@ -14,6 +14,7 @@ from indexer.document import Address, IndexDocument, ParsedMessage
 from indexer.search_backend import IndexLockedError, SearchBackend, SearchBackendError
 from storage.sql import upsert
 from storage.tables import envelopes, index_outbox, message_domains, message_mailboxes, messages
+from storage.text import storable
 from storage.timeutil import as_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -360,7 +361,7 @@ def release(sessions: sessionmaker[Session], leases: Iterable[Lease], *, error: 
         session.execute(
             update(index_outbox)
             .where(index_outbox.c.message_id.in_([lease.message_id for lease in leases]))
-            .values(leased_until=now + RETRY_BASE, attempts=index_outbox.c.attempts - 1, last_error=error[:ERROR_CHARS])
+            .values(leased_until=now + RETRY_BASE, attempts=index_outbox.c.attempts - 1, last_error=_storable_error(error))
         )
 
 
@@ -391,8 +392,14 @@ def _schedule_retry(session: Session, lease: Lease, error: str, now: datetime) -
     session.execute(
         update(index_outbox)
         .where(index_outbox.c.message_id == lease.message_id)
-        .values(leased_until=retry_at, last_error=error[:ERROR_CHARS] or "failed without an error message")
+        .values(leased_until=retry_at, last_error=_storable_error(error) or "failed without an error message")
     )
+
+
+def _storable_error(error: str) -> str:
+    # An error may quote the message (a header with NUL, bytes that were not UTF-8): were it
+    # written as it is, the catalogue would refuse it and the whole batch's outcome with it.
+    return storable(error[:ERROR_CHARS])
 
 
 def _describe(error: BaseException) -> str:

@@ -235,6 +235,26 @@ def test_a_message_whose_parse_raises_fails_alone_with_its_error(archive, monkey
     assert "date value out of range" in counts.last_error
 
 
+def test_an_error_that_quotes_the_message_is_recorded_in_a_form_the_catalogue_takes(archive, monkeypatch) -> None:
+    import indexer.parsing
+
+    real = indexer.parsing.parse_message
+    quoted = "bad header: caf" + b"\xe9".decode("utf-8", "surrogateescape") + "\x00!"
+
+    def parse_or_raise(raw: bytes, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if b"Subject: quoting" in raw:
+            raise ValueError(quoted)
+        return real(raw, *args, **kwargs)
+
+    monkeypatch.setattr(indexer.parsing, "parse_message", parse_or_raise)
+    receipts = archive.journal.journal_many([Arrival(make_message(subject=s), Envelope(), "import") for s in ("plain", "quoting")])
+    # A lone surrogate cannot be encoded for SQLite (nor NUL stored by PostgreSQL): before,
+    # writing the error failed the whole batch's transaction, the indexed message's too.
+    report = drain_outbox(archive)
+    assert (report.indexed, report.failed) == (1, 1)
+    assert _rows(archive) == {receipts[1].message_id: (1, "parsing failed: ValueError: bad header: caf\ufffd\ufffd!")}
+
+
 def test_a_document_that_cannot_be_built_fails_alone(archive, monkeypatch) -> None:
     import indexer.outbox as outbox
 
