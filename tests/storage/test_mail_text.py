@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from archiver.envelope import Envelope
+from archiver.envelope import Envelope, envelope_bytes, envelope_text
 from archiver.headers import read_header_facts
 from archiver.journal import Arrival, mailboxes_of
 from postvault.settings import Settings
@@ -106,23 +106,32 @@ _VALUE = st.lists(st.one_of(_HEADER_BYTES, _ENCODED_WORD, _ADDRESS), min_size=1,
 _NAMES = st.sampled_from([b"Subject", b"From", b"To", b"Cc", b"Bcc", b"Sender", b"Delivered-To", b"Message-ID",
                           b"In-Reply-To", b"References", b"List-Id", b"Date"])
 _HEADERS = st.lists(st.tuples(_NAMES, _VALUE), min_size=1, max_size=8)
+# What a client may put in HELO, MAIL FROM and RCPT TO, and an importer in a source path:
+# any bytes, NUL and 8-bit ones included, and addresses with long domains.
+_ENVELOPE_BYTES = st.one_of(st.binary(max_size=40), _ADDRESS)
 
 
 @pytest.mark.slow
 def test_hostile_headers_and_envelopes_through_the_journal(archive_on: Archive) -> None:
-    """Property: whatever the header parser accepts goes into the catalogue, derived columns
-    as ``storable``, every scope key whole."""
+    """Property: whatever the header parser and the SMTP edge accept goes into the catalogue,
+    derived columns as ``storable``, the envelope and source byte for byte, every scope key whole."""
 
-    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
-    @given(headers=_HEADERS)
-    def journal_one(headers: list[tuple[bytes, bytes]]) -> None:
+    @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+    @given(headers=_HEADERS, mail_from=_ENVELOPE_BYTES, rcpt=st.lists(_ENVELOPE_BYTES, max_size=3), helo=_ENVELOPE_BYTES,
+           source=_ENVELOPE_BYTES)
+    def journal_one(headers: list[tuple[bytes, bytes]], mail_from: bytes, rcpt: list[bytes], helo: bytes, source: bytes) -> None:
         raw = message(*(name + b": " + value for name, value in headers))
-        arrival = Arrival(raw, Envelope(mail_from="a@b.example", rcpt_to=("x@y.example",)), "smtp")
+        envelope = Envelope(mail_from=envelope_text(mail_from), rcpt_to=tuple(map(envelope_text, rcpt)), helo=envelope_text(helo))
+        source_detail = source.decode("utf-8", "surrogateescape")  # as os.fsdecode gives a file name
+        arrival = Arrival(raw, envelope, "import", source_detail=source_detail)
         receipt = archive_on.journal.journal(arrival)
         assert archive_on.blobs.get(receipt.sha256) == raw
         facts = read_header_facts(raw)
-        row, _arrivals, boxes, domains = catalogued(archive_on, receipt.message_id)
-        if not receipt.duplicate:
+        row, arrivals, boxes, domains = catalogued(archive_on, receipt.message_id)
+        assert any(envelope_bytes(a["mail_from"]) == mail_from and envelope_bytes(a["helo"]) == helo
+                   and [envelope_bytes(r) for r in a["rcpt_to"]] == rcpt for a in arrivals)
+        if not receipt.duplicate:  # a duplicate's envelope may be the earlier arrival's, with its source
+            assert [unescaped(a["source_detail"]) for a in arrivals] == [source_detail]
             for column, value in (("subject", facts.subject), ("from_header", facts.from_header), ("to_header", facts.to_header),
                                   ("cc_header", facts.cc_header), ("message_id_header", facts.message_id),
                                   ("in_reply_to", facts.in_reply_to), ("references", facts.references), ("list_id", facts.list_id)):
