@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 # Every package compares these values, and scope correctness depends on their agreeing:
@@ -13,6 +14,8 @@ import unicodedata
 _DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 # RFC 5321 section 4.5.3.1: 64 octets of local part, 255 of domain, and the "@".
 MAX_ADDRESS = 320
+# re's \s on str is str.isspace (both are Py_UNICODE_ISSPACE), tested in C, not per character in Python.
+_SPACE = re.compile(r"\s")
 
 
 def domain_key(text: str) -> str:
@@ -98,7 +101,7 @@ def mailbox_key(text: str) -> str:
     """``address_key(text)`` if it is a mailbox one can file mail under, else ""."""
     key = address_key(text)
     local, at, domain = key.rpartition("@")
-    if not at or not local or not domain or len(key) > MAX_ADDRESS or any(char.isspace() for char in key):
+    if not at or not local or not domain or len(key) > MAX_ADDRESS or _SPACE.search(key):
         return ""
     return key
 
