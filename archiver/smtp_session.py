@@ -98,6 +98,18 @@ class JournalSMTP(SMTP):
         finally:
             self._gate.release(client)
 
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd validates the path with the RFC 5322 parser and hands over its re-written
+        # addr-spec: quotes dropped or added, a source route gone. The archive keeps the
+        # path as the client wrote it (RFC 5321 4.1.2); scope keys are worked out later.
+        address, rest = super()._getaddr(arg)
+        if not address or address == "<>" or rest is None:
+            return address, rest
+        written = arg[: len(arg) - len(rest)].strip()
+        if written.startswith("<") and written.endswith(">"):
+            written = written[1:-1].strip()
+        return (written or address), rest
+
     # aiosmtpd checks credentials inline on the event loop; an argon2 verification takes
     # a good fraction of a second, so it runs on a thread and the other sessions go on.
     def _authenticate(self, mechanism: str, auth_data: Any) -> Any:

@@ -348,3 +348,19 @@ def test_recipients_past_the_limit_get_452_and_the_rest_are_archived(listener, a
         assert smtp.data(wire_message(subject="many recipients"))[0] == 250
     [row] = envelopes(archive)
     assert len(row.rcpt_to) == MAX_RECIPIENTS and "one.too.many@example.org" not in row.rcpt_to
+
+
+def test_envelope_paths_are_kept_as_written_and_their_mailboxes_are_the_addresses(listener, archive) -> None:
+    # RFC 5321 4.1.2 paths that a parser would rewrite: a quoted local part, a source route.
+    with RawSmtp(listener.host, listener.port) as smtp:
+        assert smtp.command(b"EHLO client.example.net")[0] == 250
+        assert smtp.command(b'MAIL FROM:<"Alice"@Example.com> BODY=8BITMIME')[0] == 250
+        assert smtp.command(b"RCPT TO:<@relay.example:bob@example.org>")[0] == 250
+        assert smtp.command(b"RCPT TO:carol@example.org")[0] == 250
+        assert smtp.data(wire_message(subject="paths as written", to="nobody@example.net"))[0] == 250
+    [row] = envelopes(archive)
+    assert row.mail_from == '"Alice"@Example.com'
+    assert row.rcpt_to == ["@relay.example:bob@example.org", "carol@example.org"]
+    with archive.sessions() as session:
+        mailboxes = set(session.scalars(select(tables.message_mailboxes.c.mailbox)))
+    assert {"alice@example.com", "bob@example.org", "carol@example.org"} <= mailboxes
