@@ -364,3 +364,21 @@ def test_envelope_paths_are_kept_as_written_and_their_mailboxes_are_the_addresse
     with archive.sessions() as session:
         mailboxes = set(session.scalars(select(tables.message_mailboxes.c.mailbox)))
     assert {"alice@example.com", "bob@example.org", "carol@example.org"} <= mailboxes
+
+
+def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(listener, archive, settings, caplog) -> None:
+    database = settings.resolved_database_url().removeprefix("sqlite:///")
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TRIGGER refuse BEFORE INSERT ON messages BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    caplog.set_level("INFO", logger="archiver.smtp")
+    for subject in ("first", "second"):
+        assert deliver(listener, wire_message(subject=subject))[0] == 451
+    with sqlite3.connect(database) as connection:
+        connection.execute("DROP TRIGGER refuse")
+    assert deliver(listener, wire_message(subject="third"))[0] == 250
+    lines = [record.getMessage() for record in caplog.records if record.name == "archiver.smtp"]
+    kinds = [next((kind for prefix, kind in (("archive storage is failing", "down"), ("refused a message", "refused"),
+                                              ("archive storage is working again", "up"), ("accepted message 1 ", "accepted"))
+                   if line.startswith(prefix)), line) for line in lines]
+    assert kinds == ["down", "refused", "refused", "up", "accepted"], lines
+    assert "disk full" in lines[0] and "bytes, 1 recipients) from 127.0.0.1 with 451" in lines[1]
