@@ -1,4 +1,4 @@
-"""The `postvault` command: serve, import, search, show, reindex, verify, status, check."""
+"""The `postvault` command: serve, journal-account, import, search, show, reindex, verify, status, check."""
 
 from __future__ import annotations
 
