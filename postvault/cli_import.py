@@ -23,6 +23,7 @@ from indexer.outbox import ParseOutcome
 from postvault.memory import limit_malloc_arenas
 from postvault.settings import Settings
 from postvault.wiring import Archive
+from search_ui.terminal import json_safe, terminal_safe
 from storage.blobstore import BlobStoreError
 
 console = Console()
@@ -64,7 +65,7 @@ def import_command(
         try:
             archive.sessions, archive.journal  # open both engines before reading any mail
         except (BlobStoreError, SQLAlchemyError, OSError) as error:
-            errors.print(f"[red]Storage unavailable; nothing was imported:[/] {error}", highlight=False)
+            errors.print(Text.assemble(("Storage unavailable; nothing was imported: ", "red"), _shown(str(error))))
             raise typer.Exit(1) from None
         # Index while importing: journaling waits on the disk, parsing on the CPU.
         background = _BackgroundIndexer(archive) if index else None
@@ -77,7 +78,7 @@ def import_command(
             _print_summary(summary)
             _print_refusals(summary, refusals_file)
             if summary.storage_error:
-                errors.print(f"[red]Storage failed; the import stopped:[/] {summary.storage_error}", highlight=False)
+                errors.print(Text.assemble(("Storage failed; the import stopped: ", "red"), _shown(summary.storage_error)))
                 errors.print(f"[red]{len(summary.not_archived):,} message(s) read but not archived.[/] "
                              "Fix the storage and run the same command again: it resumes and archives nothing twice.")
                 raise typer.Exit(1)
@@ -111,6 +112,8 @@ def _run_import(archive: Archive, settings: Settings, paths: list[Path], custodi
             journal=archive.journal,
             sessions=archive.sessions,
             max_message_bytes=settings.max_message_bytes,
+            max_zip_members=settings.max_zip_members,
+            max_zip_ratio=settings.max_zip_ratio,
             custodian=custodian,
             batch_messages=batch_size,
             on_progress=on_progress,
@@ -125,7 +128,7 @@ def _print_summary(summary: ImportSummary) -> None:
     table.add_row("already in the archive", f"{summary.duplicate:,}")
     table.add_row("refused (not archived)", f"{len(summary.refused):,}")
     if summary.skipped:
-        table.add_row("skipped (maildir bookkeeping)", f"{len(summary.skipped):,}")
+        table.add_row("skipped (maildir bookkeeping, links within the import)", f"{len(summary.skipped):,}")
     if summary.not_archived:
         table.add_row("not archived: storage failed", f"{len(summary.not_archived):,}")
     table.add_row("bytes read", f"{summary.bytes:,}")
@@ -133,27 +136,33 @@ def _print_summary(summary: ImportSummary) -> None:
     table.add_row("rate", f"{summary.rate:,.0f} messages/s")
     console.print(table)
     for location, position in summary.resumed:
-        console.print(f"resumed {location} at byte {position:,} (everything before it was archived earlier)", highlight=False)
+        console.print(Text.assemble("resumed ", _shown(location),
+                                    f" at byte {position:,} (everything before it was archived earlier)"))
+
+
+def _shown(value: str) -> Text:
+    """A file name or a reason naming one, as the terminal may show it: names are data (invariant 9)."""
+    return Text(terminal_safe(value))
 
 
 def _print_refusals(summary: ImportSummary, refusals_file: Path | None) -> None:
     if refusals_file is not None:
         with refusals_file.open("w", encoding="utf-8") as handle:
             for location, reason in summary.refused:
-                handle.write(json.dumps({"location": location, "reason": reason}, ensure_ascii=False) + "\n")
+                handle.write(json_safe(json.dumps({"location": location, "reason": reason}, ensure_ascii=False)) + "\n")
     if not summary.refused:
         return
     table = Table(title="Refused: not archived, with the reason", title_justify="left")
     table.add_column("location", overflow="fold")
     table.add_column("reason", overflow="fold")
     for location, reason in summary.refused[:_REFUSALS_SHOWN]:
-        table.add_row(location, reason)
+        table.add_row(_shown(location), _shown(reason))
     console.print(table)
     rest = summary.refused[_REFUSALS_SHOWN:]
     if rest:
         console.print(f"…and {len(rest):,} more refusal(s):", highlight=False)
         for reason, count in Counter(reason for _location, reason in rest).most_common():
-            console.print(f"  {count:,} × {reason}", highlight=False)
+            console.print(Text.assemble(f"  {count:,} × ", _shown(reason)))
         if refusals_file is None:
             console.print("  (--refusals-file PATH writes every one of them)")
 
@@ -233,7 +242,7 @@ def _index(archive: Archive, background: _BackgroundIndexer | None = None) -> No
     report.errors[:0] = errors_seen
     console.print(f"Indexed {report.indexed:,} message(s); {report.failed:,} failed.")
     for error in report.errors[:10]:
-        errors.print(f"  [yellow]{error}[/]", highlight=False)
+        errors.print(Text.assemble("  ", _shown(error)), style="yellow")
     if report.failed:
         errors.print("[yellow]The failed messages are archived and stay queued; `postvault reindex` or the "
                      "background indexer retries them.[/]")

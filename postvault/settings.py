@@ -104,8 +104,12 @@ class Settings(BaseSettings):
         default=2_000_000,
         description="Text kept per attachment; guards the index against enormous parts.",
     )
-    max_zip_members: int = Field(default=1000, description="Zip members listed per archive.")
-    max_zip_ratio: int = Field(default=100, description="Zip members with a worse compression ratio are treated as bombs.")
+    max_zip_members: int = Field(default=1000, description="Zip members listed per attached archive, and read per zip given to `postvault import`.")
+    max_zip_ratio: int = Field(
+        default=100,
+        description="Zip members with a worse compression ratio are treated as bombs; `postvault import` also reads "
+        "at most this many times a zip's size from all its members together.",
+    )
     max_nesting_depth: int = Field(default=8, description="Deepest nested message/rfc822 or zip that is opened.")
     max_mime_parts: int = Field(default=10_000, description="MIME parts examined per message; the rest are counted as a defect.")
     max_defects: int = Field(default=100, description="Distinct parse defects recorded per message.")

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage.sql import upsert
 from storage.tables import import_checkpoints
+from storage.text import escaped, unescaped
 from storage.timeutil import utcnow
 
 
@@ -21,25 +22,23 @@ class Checkpoint:
     """Everything in ``path`` before byte ``position`` is committed to the catalogue."""
 
     key: str
-    path: str
+    path: str  # resolved, as os.fsdecode gives it (a name that is not UTF-8 keeps surrogates)
     position: int
     finished: bool = False
 
 
-def mbox_key(path: Path, custodian: str) -> str:
-    """Identity of one mbox import: the file (path and inode) and whose mail it is.
+def mbox_key(path: Path, custodian: str, status: os.stat_result) -> str:
+    """Identity of one mbox import: the file (path and inode, from ``status``) and whose mail it is.
 
     The custodian is part of it so that importing the same file for another mailbox reads
     it again and attributes every message; the inode, so that a file rewritten in place
     (an mbox compacted by its mail program) is read again instead of resumed mid-way.
+    Hashed from the path's bytes, so that any file name has one (and the same as ever for
+    UTF-8 names).
     """
-    resolved = path.resolve()
-    try:
-        status = os.stat(resolved)
-        identity = f"{status.st_dev}:{status.st_ino}"
-    except OSError:
-        identity = ""
-    return hashlib.sha256(f"mbox\0{resolved}\0{identity}\0{custodian}".encode()).hexdigest()
+    identity = f"{status.st_dev}:{status.st_ino}".encode()
+    who = custodian.encode("utf-8", "surrogateescape")
+    return hashlib.sha256(b"mbox\0" + os.fsencode(os.path.realpath(path)) + b"\0" + identity + b"\0" + who).hexdigest()
 
 
 def load(sessions: sessionmaker[Session], key: str) -> Checkpoint | None:
@@ -47,7 +46,7 @@ def load(sessions: sessionmaker[Session], key: str) -> Checkpoint | None:
         row = session.execute(select(import_checkpoints).where(import_checkpoints.c.source_key == key)).first()
         if row is None:
             return None
-        return Checkpoint(key=row.source_key, path=row.path, position=row.position, finished=row.finished)
+        return Checkpoint(key=row.source_key, path=unescaped(row.path), position=row.position, finished=row.finished)
 
 
 def save(sessions: sessionmaker[Session], checkpoints: Iterable[Checkpoint]) -> None:
@@ -56,7 +55,8 @@ def save(sessions: sessionmaker[Session], checkpoints: Iterable[Checkpoint]) -> 
     if not latest:
         return
     now = utcnow()
-    rows = [{"source_key": c.key, "path": c.path, "position": c.position, "finished": c.finished, "updated_at": now}
+    # Escaped, exactly: a file name that is not UTF-8 has lone surrogates, which no driver encodes.
+    rows = [{"source_key": c.key, "path": escaped(c.path), "position": c.position, "finished": c.finished, "updated_at": now}
             for c in latest.values()]
     # Both SQLite and PostgreSQL call the row that failed to insert "excluded".
     update = {column: literal_column(f"excluded.{column}") for column in ("path", "position", "finished", "updated_at")}

@@ -83,19 +83,12 @@ def header_problem(head: bytes) -> str:
     return "no From, Date, Subject, Message-ID or Received header"
 
 
-def sniff_file(path: Path) -> Verdict:
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as handle:
-            head = handle.read(HEAD_BYTES)
-    except OSError as error:
-        return Verdict(None, f"cannot read: {error.strerror or error}")
-    return sniff(head, size)
-
-
 def is_maildir(folder: Path) -> bool:
     """A maildir has cur/ and new/ (and tmp/, which some exports leave out)."""
-    return (folder / "cur").is_dir() and (folder / "new").is_dir()
+    try:
+        return (folder / "cur").is_dir() and (folder / "new").is_dir()
+    except OSError:  # a folder that may be listed but not searched: its files are refused one by one
+        return False
 
 
-__all__ = ["HEAD_BYTES", "Kind", "MAILDIR_BOOKKEEPING_DIRS", "Verdict", "header_problem", "is_maildir", "sniff", "sniff_file"]
+__all__ = ["HEAD_BYTES", "Kind", "MAILDIR_BOOKKEEPING_DIRS", "Verdict", "header_problem", "is_maildir", "sniff"]

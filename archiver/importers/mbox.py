@@ -33,6 +33,9 @@ from typing import BinaryIO
 #   quoting and are kept untouched. Each message's location (path:offset) is recorded,
 #   so the file region it came from can always be read again.
 # - Line endings stay as they are in the file (LF or CRLF); nothing is converted.
+# - Lines are read in pieces of at most ``LINE_PIECE_BYTES``, so one enormous line cannot
+#   exhaust memory: a message keeps every piece (byte-exact) up to the message limit, and
+#   only the first piece of a line can be a From_ line, an empty line or a header field.
 
 _FROM = b"From "
 _BOM = b"\xef\xbb\xbf"
@@ -45,6 +48,8 @@ _ASCTIME = re.compile(rb"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\s+(Jan|Feb|Mar|Apr|May|
 _MONTHS = {m: i for i, m in enumerate(b"Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
 _EMPTY_LINES = (b"\n", b"\r\n")
 _LOOKAHEAD_LINES = 200
+_LOOKAHEAD_BYTES = 1024 * 1024
+LINE_PIECE_BYTES = 64 * 1024
 _COMMON_FIELDS = frozenset({b"from", b"date", b"subject", b"message-id", b"received", b"return-path", b"to",
                             b"mime-version", b"delivered-to", b"x-mozilla-status", b"sender", b"reply-to"})
 
@@ -68,12 +73,16 @@ def looks_like_mbox(head: bytes) -> bool:
     return head.removeprefix(_BOM).startswith(_FROM)
 
 
-def read_mbox(stream: BinaryIO, *, start: int = 0, max_message_bytes: int) -> Iterator[MboxMessage]:
+def read_mbox(
+    stream: BinaryIO, *, start: int = 0, max_message_bytes: int, piece_bytes: int = LINE_PIECE_BYTES
+) -> Iterator[MboxMessage]:
     """Messages of ``stream`` from byte ``start``: 0, or an ``end`` an earlier read yielded.
 
     Raises ``NotAtFromLineError`` (before yielding anything) if no From_ line is there.
+    Memory stays within about ``max_message_bytes`` whatever the lines, read ``piece_bytes``
+    at a time, are like.
     """
-    reader = _Lines(stream, start)
+    reader = _Lines(stream, start, piece_bytes)
     line = reader.readline()
     if not line:
         return  # nothing (more) to read: an empty stream, or the end of the last message
@@ -81,6 +90,9 @@ def read_mbox(stream: BinaryIO, *, start: int = 0, max_message_bytes: int) -> It
         raise NotAtFromLineError(f"no From_ line at byte {start}")
     while line:
         offset = reader.position - len(line)
+        rest = line
+        while rest and not rest.endswith(b"\n"):
+            rest = reader.readline()  # an overlong first From_ line: the mbox's, like all of it
         collected, next_line = _read_one(reader, max_message_bytes)
         yield MboxMessage(
             offset=offset,
@@ -119,6 +131,9 @@ def _read_one(reader: _Lines, limit: int) -> tuple[_Collected, bytes]:
     in_header = True
     while True:
         line = reader.readline()
+        if line and reader.continued:
+            message.add(line)  # the rest of a long line: content, whatever it starts with
+            continue
         if not line:
             if not in_header and message.ends_with_empty_line():
                 # Dropped at the end of the file too: the last message must hash the same
@@ -166,6 +181,8 @@ def _by_content_length(reader: _Lines, message: _Collector) -> tuple[_Collected,
 
 def _is_separator(reader: _Lines, line: bytes) -> bool:
     """Is this "From " line a From_ line rather than body text?"""
+    if not line.endswith(b"\n"):
+        return False  # longer than a piece, or the file's last bytes: no envelope line is
     sender, _, date = line[len(_FROM) :].strip().partition(b" ")
     if not sender:
         return False
@@ -179,11 +196,17 @@ def _header_block_follows(reader: _Lines) -> bool:
     if not _HEADER_FIELD.match(reader.peekline()):
         return False  # the usual case for body text: settle it without reading ahead
     seen: list[bytes] = []
+    seen_bytes = 0
     verdict = False
     try:
         for _ in range(_LOOKAHEAD_LINES):
+            if seen_bytes > _LOOKAHEAD_BYTES:
+                break
             line = reader.readline()
             seen.append(line)
+            seen_bytes += len(line)
+            if line and reader.continued:
+                continue  # the rest of a long header line
             if not line or line in _EMPTY_LINES:
                 break
             field = _HEADER_FIELD.match(line)
@@ -242,24 +265,34 @@ class _Collector:
 
 
 class _Lines:
-    """Line reader over a binary stream with lookahead, push-back and a byte position."""
+    """Line reader over a binary stream with lookahead, push-back and a byte position.
 
-    def __init__(self, stream: BinaryIO, start: int) -> None:
+    A line longer than ``piece_bytes`` comes back in pieces; ``continued`` says whether the
+    piece ``readline`` returned last continues a line rather than starting one.
+    """
+
+    def __init__(self, stream: BinaryIO, start: int, piece_bytes: int = LINE_PIECE_BYTES) -> None:
         self._stream = stream
+        self._piece_bytes = piece_bytes
         if start:
             stream.seek(start)
         self.position = start  # offset of the next byte readline() returns
         self._pending: list[bytes] = []  # pushed-back lines, the next one last
+        self._at_line_start = True
+        self.continued = False
         if start == 0 and self.peekline().startswith(_BOM):
             self.read(len(_BOM))  # a UTF-8 byte-order mark before the first From_ line
 
     def readline(self) -> bytes:
-        line = self._pending.pop() if self._pending else self._stream.readline()
+        line = self._pending.pop() if self._pending else self._stream.readline(self._piece_bytes)
+        self.continued = not self._at_line_start
+        self._at_line_start = line.endswith(b"\n")
         self.position += len(line)
         return line
 
     def peekline(self) -> bytes:
-        line = self._pending.pop() if self._pending else self._stream.readline()
+        """The next piece, left to be read; it starts a line if the last one ended one."""
+        line = self._pending.pop() if self._pending else self._stream.readline(self._piece_bytes)
         if line:
             self._pending.append(line)
         return line
@@ -278,12 +311,15 @@ class _Lines:
             parts.append(self._stream.read(wanted))
         data = b"".join(parts)
         self.position += len(data)
+        # What follows a counted body is taken as the start of a line (the mboxcl rule).
+        self._at_line_start = True
         return data
 
     def unread(self, data: bytes) -> None:
-        """Push ``data`` back so that it is read again before anything still pending."""
+        """Push ``data``, which must begin at the start of a line, back to be read again first."""
         if not data:
             return
+        self._at_line_start = True
         self.position -= len(data)
         pieces = data.split(b"\n")
         lines = [piece + b"\n" for piece in pieces[:-1]]

@@ -18,8 +18,10 @@ from archiver.importers import checkpoint
 from archiver.importers.checkpoint import Checkpoint
 from archiver.importers.sources import DEFAULT_CHECKPOINT_MIN_BYTES, FoundMessage, Refusal, Resumed, Skipped, SourceOptions, iter_items
 from archiver.journal import Arrival, Journal, JournalError
+from indexer.extraction.limits import ExtractionLimits
 from storage.blobstore import sha256_hex
 from storage.tables import message_mailboxes, messages
+from storage.text import escaped
 from storage.timeutil import utcnow
 
 DEFAULT_BATCH_MESSAGES = 200
@@ -33,8 +35,12 @@ class ImportSummary:
 
     archived: int = 0
     duplicate: int = 0  # already in the archive (or twice in this import)
+    # Locations and reasons in storage.text's escaped form, as each message's source_detail
+    # is stored: a file name that is not UTF-8 shows those bytes as \xHH, and
+    # ``os.fsencode(unescaped(location))`` gives back the name's bytes.
     refused: list[tuple[str, str]] = field(default_factory=list)  # (location, reason)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # mail-store bookkeeping, not mail
+    # Not mail (mail-store bookkeeping), or read under another name (a link inside the import).
+    skipped: list[tuple[str, str]] = field(default_factory=list)
     resumed: list[tuple[str, int]] = field(default_factory=list)  # (mbox, byte offset continued from)
     bytes: int = 0
     storage_error: str = ""  # set when the journal failed; the import stopped there
@@ -65,6 +71,8 @@ def import_paths(
     batch_messages: int = DEFAULT_BATCH_MESSAGES,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     checkpoint_min_bytes: int = DEFAULT_CHECKPOINT_MIN_BYTES,
+    max_zip_members: int = ExtractionLimits.max_zip_members,
+    max_zip_ratio: int = ExtractionLimits.max_zip_ratio,
     on_progress: Callable[[ImportSummary], None] | None = None,
 ) -> ImportSummary:
     """Archive every message under ``paths``; refuse, with a reason, whatever is not mail.
@@ -84,6 +92,8 @@ def import_paths(
         custodian=custodian,
         resume_point=lambda key: checkpoint.load(sessions, key),
         checkpoint_min_bytes=checkpoint_min_bytes,
+        max_zip_members=max_zip_members,
+        max_zip_ratio=max_zip_ratio,
     )
     committer = _Committer(journal, sessions, custodian, summary)
     batch = _Batch()
@@ -99,11 +109,11 @@ def import_paths(
             elif isinstance(item, Checkpoint):
                 batch.checkpoints.append(item)
             elif isinstance(item, Refusal):
-                summary.refused.append((item.location, item.reason))
+                summary.refused.append((escaped(item.location), escaped(item.reason)))
             elif isinstance(item, Skipped):
-                summary.skipped.append((item.location, item.reason))
+                summary.skipped.append((escaped(item.location), escaped(item.reason)))
             elif isinstance(item, Resumed):
-                summary.resumed.append((item.location, item.position))
+                summary.resumed.append((escaped(item.location), item.position))
         committer.submit(batch)
         committer.wait()
     except _StorageFailed:
@@ -148,7 +158,7 @@ class _Committer:
         try:
             self.wait()
         except _StorageFailed:
-            self._summary.not_archived.extend(f.location for f in batch.found)
+            self._summary.not_archived.extend(escaped(f.location) for f in batch.found)
             raise
         self._in_flight = self._worker.submit(self._commit, batch)
 
@@ -168,7 +178,7 @@ class _Committer:
             checkpoint.save(self._sessions, batch.checkpoints)
         except (JournalError, SQLAlchemyError) as error:
             self._summary.storage_error = str(error)
-            self._summary.not_archived.extend(f.location for f in batch.found)
+            self._summary.not_archived.extend(escaped(f.location) for f in batch.found)
             raise _StorageFailed from error
 
     def _journal_all(self, found: list[FoundMessage]) -> None:
@@ -189,7 +199,7 @@ class _Committer:
                 raw=f.raw,
                 envelope=Envelope(received_at=f.received_at or now),
                 source="import",
-                source_detail=f.location,
+                source_detail=f.location,  # the journal keeps it exactly (escaped)
                 custodian=self._custodian,
             )
             for f in todo

@@ -6,6 +6,7 @@ import io
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import IO
 
 from indexer.extraction.extracted import Extracted, truncate
 from indexer.extraction.kinds import Kind, kind_by_name
@@ -27,12 +28,59 @@ class ByteBudget:
     remaining: int
 
 
-class _Refused(Exception):
+class MemberRefusedError(Exception):
     """A member that may not be read; the message is the reason."""
 
     def __init__(self, reason: str, *, bomb: bool = False) -> None:
         super().__init__(reason)
         self.bomb = bomb
+
+
+def inflation_allowance(compressed_size: int, max_ratio: int) -> int:
+    """The most bytes that ``compressed_size`` bytes may inflate to before they count as a bomb."""
+    return max(_RATIO_FLOOR, compressed_size * max_ratio)
+
+
+def member_cap(info: zipfile.ZipInfo, *, max_ratio: int, budget: ByteBudget) -> int:
+    """The most bytes ``info`` may inflate to, or ``MemberRefusedError`` if its entry alone rules it out."""
+    declared = info.file_size
+    allowed_by_ratio = inflation_allowance(info.compress_size, max_ratio)
+    if declared > allowed_by_ratio:
+        raise MemberRefusedError(f"compression ratio above {max_ratio} (zip bomb)", bomb=True)
+    if declared > budget.remaining:
+        raise MemberRefusedError("archive byte budget spent")
+    return min(declared, budget.remaining, allowed_by_ratio)
+
+
+class BoundedMember(io.RawIOBase):
+    """A member's inflated bytes, charged to ``budget``, that refuse to run past ``cap``.
+
+    The directory may lie: this counts what actually comes out. zipfile itself stops at
+    the declared size and then fails the CRC, which the reader sees as ``BadZipFile``.
+    """
+
+    def __init__(self, stream: IO[bytes], cap: int, budget: ByteBudget) -> None:
+        super().__init__()
+        self._stream = stream
+        self._cap = cap
+        self._budget = budget
+        self._produced = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._stream.read(min(len(buffer), _CHUNK))
+        self._produced += len(data)
+        self._budget.remaining -= len(data)
+        if self._produced > self._cap:
+            raise MemberRefusedError("inflates beyond its declared size (zip bomb)", bomb=True)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._stream.close()
+        super().close()
 
 
 def open_zip(data: bytes) -> zipfile.ZipFile | None:
@@ -107,7 +155,7 @@ def zip_text(
                 continue
             try:
                 content = _read_member(archive, info, limits, budget)
-            except _Refused as refusal:
+            except MemberRefusedError as refusal:
                 bomb = bomb or refusal.bomb
                 defects.append(f"zip member {info.filename!r}: {refusal}")
                 continue
@@ -132,30 +180,10 @@ def _read_member(
     archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: ExtractionLimits, budget: ByteBudget
 ) -> bytes:
     if info.flag_bits & 0x1:
-        raise _Refused("encrypted")
+        raise MemberRefusedError("encrypted")
     declared = info.file_size
     if declared > limits.max_attachment_bytes:
-        raise _Refused(f"declares {declared} bytes, above the attachment limit")
-    if declared > budget.remaining:
-        raise _Refused("archive byte budget spent")
-    allowed_by_ratio = max(_RATIO_FLOOR, info.compress_size * limits.max_zip_ratio)
-    if declared > allowed_by_ratio:
-        raise _Refused(f"compression ratio above {limits.max_zip_ratio} (zip bomb)", bomb=True)
-    # The directory may lie: count what actually comes out and stop at the declared
-    # size, the budget and the ratio, whichever is smallest. zipfile itself stops at
-    # the declared size and then fails the CRC, which lands in the caller's except.
-    cap = min(declared, budget.remaining, allowed_by_ratio)
-    chunks: list[bytes] = []
-    produced = 0
-    with archive.open(info) as stream:
-        while True:
-            chunk = stream.read(_CHUNK)
-            if not chunk:
-                break
-            produced += len(chunk)
-            if produced > cap:
-                budget.remaining -= produced
-                raise _Refused("inflates beyond its declared size (zip bomb)", bomb=True)
-            chunks.append(chunk)
-    budget.remaining -= produced
-    return b"".join(chunks)
+        raise MemberRefusedError(f"declares {declared} bytes, above the attachment limit")
+    cap = member_cap(info, max_ratio=limits.max_zip_ratio, budget=budget)
+    with BoundedMember(archive.open(info), cap, budget) as stream:
+        return b"".join(iter(lambda: stream.read(_CHUNK), b""))
