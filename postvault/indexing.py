@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from concurrent.futures.process import BrokenProcessPool
 
@@ -266,6 +266,10 @@ def _init_worker(blobstore_url: str, settings_json: str) -> None:
     _worker_watchdog = _Watchdog(settings.parse_timeout_seconds, None) if settings.parse_timeout_seconds > 0 else None
 
 
+def _succeeded(future: Future[list[ParseOutcome]]) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
+
+
 def _parse_chunk(parse_in_worker: Callable[[str], ParseOutcome], digests: list[str]) -> list[ParseOutcome]:
     """Runs in a pool process: parse each message within the time limit."""
     watchdog = _worker_watchdog
@@ -304,6 +308,7 @@ class PooledParser:
         self._workers = workers
         self._initargs = (archive.settings.resolved_blobstore_url(), archive.settings.model_dump_json())
         self._executor = self._new_executor()
+        self._generation = 0  # counts restarts: a future from an earlier pool failed with it, not for itself
 
     def _new_executor(self) -> ProcessPoolExecutor:
         # forkserver: forking a process that runs tantivy's threads is not safe.
@@ -330,23 +335,29 @@ class PooledParser:
             return lambda: outcomes
         chunks = [list(digests[at : at + _CHUNK]) for at in range(0, len(digests), _CHUNK)]
         try:
-            pending = [self._executor.submit(_parse_chunk, self._parse_in_worker, chunk) for chunk in chunks]
+            pending = [self._submit(chunk) for chunk in chunks]
         except BrokenProcessPool:
             self._restart()
-            pending = [self._executor.submit(_parse_chunk, self._parse_in_worker, chunk) for chunk in chunks]
-        return functools.partial(self._wait, chunks, pending)
+            pending = [self._submit(chunk) for chunk in chunks]
+        return functools.partial(self._wait, chunks, pending, self._generation)
 
-    def _wait(self, chunks: list[list[str]], pending: list[Future[list[ParseOutcome]]]) -> list[ParseOutcome]:
+    def _submit(self, chunk: list[str]) -> Future[list[ParseOutcome]]:
+        return self._executor.submit(_parse_chunk, self._parse_in_worker, chunk)
+
+    def _wait(self, chunks: list[list[str]], pending: list[Future[list[ParseOutcome]]], generation: int) -> list[ParseOutcome]:
         """The outcomes in order, each chunk given ``timeout`` per message from when it must have started.
 
         The pool takes chunks in order, so a chunk has started at the latest when every
         chunk before it has finished (this thunk is called after the previous batch's, whose
         chunks were queued first). Past that allowance a message is hung: the workers are
         killed and whatever did not finish is parsed one message at a time to find it.
+        (Each worker also stops a parse at the time limit itself; this is the backstop.)
         """
         outcomes: list[ParseOutcome] = []
         started_by = time.monotonic()
-        for number, (chunk, future) in enumerate(zip(chunks, pending)):
+        number = 0
+        while number < len(chunks):
+            chunk, future = chunks[number], pending[number]
             allowance = len(chunk) * self._timeout if self._timeout > 0 else None
             try:
                 wait = None if allowance is None else max(0.0, started_by + allowance - time.monotonic())
@@ -356,20 +367,28 @@ class PooledParser:
                           "processes and parsing the rest one message at a time to find the cause", self._timeout)
                 self._kill_workers()
                 return outcomes + self._rest_isolated(chunks[number:], pending[number:])
-            except BrokenProcessPool:
+            except (BrokenProcessPool, CancelledError):
+                if generation != self._generation:
+                    # The pool was restarted for another batch's crash or hang after these
+                    # were queued: not their fault. Queue what did not finish on the new pool.
+                    generation = self._generation
+                    pending[number:] = [f if _succeeded(f) else self._submit(c) for c, f in zip(chunks[number:], pending[number:])]
+                    started_by = time.monotonic()
+                    continue
                 log.error("a parser process died; parsing the rest of this batch one message at a time to find the cause")
                 self._restart()
                 return outcomes + self._rest_isolated(chunks[number:], pending[number:])
             except Exception:  # a worker that raised (say, an outcome it could not pickle): find the message
                 log.exception("parsing a chunk failed; parsing it one message at a time")
-                return outcomes + self._rest_isolated(chunks[number:], pending[number:])
+                outcomes.extend(self._parse_isolated(digest) for digest in chunk)
+            number += 1
             started_by = time.monotonic()
         return outcomes
 
     def _rest_isolated(self, chunks: list[list[str]], pending: list[Future[list[ParseOutcome]]]) -> list[ParseOutcome]:
         outcomes: list[ParseOutcome] = []
         for chunk, future in zip(chunks, pending):
-            if future.done() and not future.cancelled() and future.exception() is None:
+            if _succeeded(future):
                 outcomes.extend(future.result())  # finished before the pool was stopped
             else:
                 outcomes.extend(self._parse_isolated(digest) for digest in chunk)
@@ -399,6 +418,7 @@ class PooledParser:
     def _restart(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._executor = self._new_executor()
+        self._generation += 1
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

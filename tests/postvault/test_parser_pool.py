@@ -85,6 +85,25 @@ def test_a_hanging_message_is_killed_recorded_and_the_pool_carries_on(make_setti
         archive.close()
 
 
+def test_a_hang_costs_the_batch_queued_behind_it_nothing(make_settings, caplog) -> None:  # type: ignore[no-untyped-def]
+    # The next batch is queued in the pool while this one is indexed; the restart that
+    # stops the hung worker cancels it, and it must be queued again, not blamed or isolated.
+    archive = Archive(make_settings(parse_timeout_seconds=2, index_batch_size=32))
+    arrivals = [Arrival(make_message(subject=f"healthy {n}"), Envelope(), "import") for n in range(70)]
+    arrivals.insert(2, Arrival(make_message(subject="hang"), Envelope(), "import"))
+    archive.journal.journal_many(arrivals)
+    # One worker: the next batch's chunks wait behind the hung one.
+    parser = PooledParser(archive, 1, inline_below=0, parse_in_worker=hang_on_poison)
+    try:
+        report = drain_outbox(archive, parse_many=parser)
+        assert (report.indexed, report.failed) == (70, 1), report.errors
+        blamed = [r.getMessage() for r in caplog.records if r.levelname == "ERROR" or "failed" in r.getMessage()]
+        assert len(blamed) == 1 and "died" in blamed[0], blamed  # the hung batch's worker, nothing else
+    finally:
+        parser.close()
+        archive.close()
+
+
 def test_the_in_process_parser_interrupts_a_parse_stuck_in_python(make_settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import indexer.parsing
 
