@@ -106,6 +106,7 @@ class _Watchdog:
         self._current: tuple[str, int, float] | None = None  # digest, thread, deadline
         self._interrupted = False
         self._closed = False
+        self._idle = False
         threading.Thread(target=self._watch, name="parse-watchdog", daemon=True).start()
 
     def close(self) -> None:
@@ -128,7 +129,8 @@ class _Watchdog:
         with self._lock:
             self._current = (digest, threading.get_ident(), time.monotonic() + self.timeout)
             self._interrupted = False
-            self._changed.notify()
+            if self._idle:  # otherwise it wakes at the previous deadline, which is earlier, and looks again
+                self._changed.notify()
 
     def stop(self) -> None:
         """Idempotent; takes back an interruption raised too late to land inside the parse."""
@@ -144,7 +146,9 @@ class _Watchdog:
                 if self._current is None:
                     if self._closed:
                         return
+                    self._idle = True
                     self._changed.wait()
+                    self._idle = False
                     continue
                 digest, thread, deadline = self._current
                 now = time.monotonic()
