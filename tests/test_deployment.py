@@ -12,8 +12,11 @@ accounts are proven, not just declared.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import os
+import re
+import secrets
 import shutil
 import socket
 import ssl
@@ -542,3 +545,161 @@ def test_postvaults_s3_account_stores_and_locks_but_cannot_lift_a_governance_loc
     # Verification is real: the public CA bundle does not vouch for the private certificate.
     with pytest.raises(BlobStoreError, match="unreachable"):
         S3BlobStore(S3Location.from_url(url.replace(f"&ca_certs={ca}", ""))).check()
+
+
+# --------------------------------------------------------------------------- OpenSearch: the security configuration, live
+
+
+def _opensearch_launcher() -> Path:
+    """The build folder scripts/services keys by the launcher's sources (see os_build_dir there)."""
+    node = REPO / "services" / "opensearch-node"
+    sources = [node / "pom.xml", *sorted((node / "src/main/java/org/postvault/services").glob("*.java"))]
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()[:16]
+    cache = Path(os.environ.get("POSTVAULT_CACHE") or Path.home() / ".cache" / "postvault")
+    folder = cache / "opensearch-node" / digest
+    if not (folder / "classpath.txt").is_file() or not list((folder / "opensearch-security").glob("opensearch-security-*.jar")):
+        _unavailable("the OpenSearch launcher with the security plugin is not built; run `scripts/services up opensearch`")
+    return folder
+
+
+def _classpath(launcher: Path) -> str:
+    """The node's classpath, then the security plugin's own jars that the node does not already have."""
+    node = (launcher / "classpath.txt").read_text().strip().split(":")
+    artifact = re.compile(r"-[0-9][0-9A-Za-z._-]*\.jar$")
+    have = {artifact.sub("", Path(jar).name) for jar in node}
+    plugin = [str(jar) for jar in sorted((launcher / "opensearch-security").glob("*.jar")) if artifact.sub("", jar.name) not in have]
+    return ":".join([*node, str(launcher / "opensearch-node.jar"), *plugin])
+
+
+def _admin_request(port: int, certs: Path, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    import urllib.error
+    import urllib.request
+
+    context = ssl.create_default_context(cafile=str(certs / "root-ca.pem"))
+    context.load_cert_chain(certs / "admin.pem", certs / "admin-key.pem")
+    request = urllib.request.Request(f"https://127.0.0.1:{port}{path}", method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:  # noqa: S310 - https by construction
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, None
+    except (urllib.error.URLError, OSError):  # not listening yet
+        return 0, None
+
+
+@pytest.fixture
+def secured_opensearch(tls_dir: Path, tmp_path: Path) -> Iterator[int]:
+    """A real OpenSearch 2.19 node with the security plugin, configured exactly as docker-compose.yml mounts it."""
+    launcher = _opensearch_launcher()
+    home = tmp_path / "opensearch"
+    security = home / "config" / "opensearch-security"
+    security.mkdir(parents=True)
+    (home / "tmp").mkdir()
+    # What the image brings (defaults for action groups, tenants, audit...), then what the compose file mounts over it.
+    for default in (launcher / "opensearch-security" / "config").glob("*.yml"):
+        shutil.copy(default, security / default.name)
+    for name in ("config.yml", "internal_users.yml", "roles.yml", "roles_mapping.yml"):
+        shutil.copy(COMPOSE_DIR / "opensearch" / "security" / name, security / name)
+    shutil.copy(COMPOSE_DIR / "opensearch" / "opensearch.yml", home / "config" / "opensearch.yml")
+    shutil.copytree(tls_dir / "opensearch", home / "config" / "certs")
+    shutil.copy(REPO / "services" / "opensearch-node" / "config" / "log4j2.properties", home / "config")
+    port, transport = _free_port(), _free_port()
+    log = (home / "node.log").open("wb")
+    process = subprocess.Popen(
+        ["java", "-Xms256m", "-Xmx512m", f"-Djava.io.tmpdir={home / 'tmp'}", "-Dpv.plugins=org.opensearch.security.OpenSearchSecurityPlugin",
+         "-cp", _classpath(launcher), "org.postvault.services.OpenSearchNode",
+         # The launcher's loopback defaults win over the file's network.host, as they must here.
+         f"path.home={home}", f"http.port={port}", f"transport.port={transport}"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while _admin_request(port, home / "config" / "certs", "GET", "/_cluster/health?wait_for_status=yellow&timeout=1s")[0] != 200:
+            assert process.poll() is None, (home / "node.log").read_text(errors="replace")[-4000:]
+            assert time.monotonic() < deadline, "the secured node did not come up:\n" + (home / "node.log").read_text(errors="replace")[-4000:]
+            time.sleep(1)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        log.close()
+
+
+def _init_opensearch_user(port: int, tls_dir: Path, password: str) -> None:
+    """The compose file's opensearch-init job, as it runs there."""
+    env = {**_clean_env(), "OPENSEARCH_HOST": "127.0.0.1", "OPENSEARCH_PORT": str(port), "OPENSEARCH_CERTS": str(tls_dir / "opensearch"),
+           "POSTVAULT_OPENSEARCH_PASSWORD": password}
+    ran = subprocess.run([sys.executable, str(COMPOSE_DIR / "opensearch" / "init_user.py")], env=env, capture_output=True, text=True,
+                         timeout=180)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_postvault_indexes_and_searches_as_its_own_opensearch_user_and_reaches_nothing_else(secured_opensearch: int,
+                                                                                             tls_dir: Path) -> None:
+    from indexer.backends.opensearch_backend import Connection, OpenSearchBackend
+    from indexer.query.parser import parse_query
+    from indexer.scope import Scope
+    from indexer.search_backend import SearchBackendError
+    from tests.indexer.test_opensearch_mapping import document
+
+    port = secured_opensearch
+    certs = tls_dir / "opensearch"
+    # No password opens the cluster before opensearch-init ran: there is no admin user, and no demo user.
+    for user, password in (("admin", "admin"), ("kibanaserver", "kibanaserver"), ("postvault", "")):
+        probe = OpenSearchBackend(Connection.from_url(f"opensearchs://127.0.0.1:{port}?ca_certs={certs / 'root-ca.pem'}",
+                                                      environ={"POSTVAULT_OPENSEARCH_USER": user, "POSTVAULT_OPENSEARCH_PASSWORD": password}))
+        with pytest.raises(SearchBackendError):
+            probe.check()
+        probe.close()
+    # What .env.example says to use (openssl rand -hex 24): the security plugin rates it strong.
+    first, second = secrets.token_hex(24), secrets.token_hex(24)
+    _init_opensearch_user(port, tls_dir, first)
+    _init_opensearch_user(port, tls_dir, second)  # a re-run with a new .env secret changes the password
+
+    url = f"opensearchs://127.0.0.1:{port}?verify_certs=true&ca_certs={tls_dir / 'postvault' / 'root-ca.pem'}&replicas=0"
+    stale = OpenSearchBackend(Connection.from_url(url, environ={"POSTVAULT_OPENSEARCH_USER": "postvault", "POSTVAULT_OPENSEARCH_PASSWORD": first}))
+    with pytest.raises(SearchBackendError):
+        stale.check()
+    stale.close()
+
+    backend = OpenSearchBackend(Connection.from_url(url, environ={"POSTVAULT_OPENSEARCH_USER": "postvault", "POSTVAULT_OPENSEARCH_PASSWORD": second}))
+    try:
+        backend.check()
+        # Everything the backend does, as the role allows it: bulk writes, searches, point-in-time listings, a rebuild.
+        assert backend.index([document(id=n, subject=f"budget {n}") for n in range(1, 31)]) == {}
+        backend._client.indices.refresh(index=backend.alias)  # noqa: SLF001
+        assert backend.search(parse_query("budget"), Scope.everything(), limit=5).total == 30
+        assert backend.count() == 30
+        assert sorted(backend.indexed_ids()) == list(range(1, 31))
+        assert len(list(backend.indexed_scopes())) == 30
+        backend.begin_rebuild()
+        backend.index([document(id=n, subject=f"budget {n}") for n in range(1, 31)])
+        assert backend.finish_rebuild() == f"{backend.alias}-v2"
+        backend.begin_rebuild()
+        backend.abort_rebuild()
+        backend.delete([1, 2])
+        backend._client.indices.refresh(index=backend.alias)  # noqa: SLF001
+        assert backend.count() == 28
+        client = backend._client  # noqa: SLF001
+        # ...and nothing outside postvault's indices.
+        from opensearchpy.exceptions import AuthorizationException
+
+        for attempt in (lambda: client.search(index=".opendistro_security"),
+                        lambda: client.indices.create(index="other-app"),
+                        lambda: client.indices.delete(index="_all"),
+                        lambda: client.cluster.put_settings(body={"persistent": {"cluster.routing.allocation.enable": "all"}}),
+                        lambda: client.transport.perform_request("GET", "/_plugins/_security/api/internalusers")):
+            with pytest.raises(AuthorizationException):
+                attempt()
+    finally:
+        backend.close()
+    # The admin certificate, which only the init job and the health check hold, manages the security configuration.
+    status, users = _admin_request(port, certs, "GET", "/_plugins/_security/api/internalusers")
+    assert status == 200 and set(users) == {"postvault"}

@@ -14,6 +14,10 @@ import time
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as TransportConnectionError, TransportError
 
+# Worth another attempt: no answer yet, or the security index is still being created
+# (503, or 500 "Timeout ... while retrieving configuration" on a busy host).
+_NOT_READY = {None, "N/A", "TIMEOUT", 500, 503}
+
 USER = "postvault"
 
 
@@ -27,7 +31,7 @@ def main() -> int:
         ca_certs=f"{certs}/root-ca.pem",
         client_cert=f"{certs}/admin.pem",
         client_key=f"{certs}/admin-key.pem",
-        timeout=10,
+        timeout=60,  # the plugin hashes the password with bcrypt, slowly on a busy host
     )
     body = {"password": env["POSTVAULT_OPENSEARCH_PASSWORD"],
             "description": "postvault (gateway, worker, beat); role postvault, see roles_mapping.yml"}
@@ -39,7 +43,7 @@ def main() -> int:
             break
         except (TransportConnectionError, TransportError) as error:
             status = getattr(error, "status_code", None)
-            if status not in (None, "N/A", 503) or time.monotonic() > deadline:
+            if status not in _NOT_READY or time.monotonic() > deadline:
                 print(f"opensearch-init: could not set the {USER} user: {error}", file=sys.stderr)
                 return 1
             time.sleep(3)

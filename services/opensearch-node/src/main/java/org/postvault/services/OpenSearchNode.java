@@ -26,7 +26,8 @@ import org.opensearch.transport.Netty4Plugin;
  * <p>The official distribution starts a node through {@code Bootstrap}, which also
  * installs the Java security manager, checks for jar hell and runs the production
  * bootstrap checks. A plain {@link Node} does none of that, so this process must only
- * ever listen on loopback: it has no security plugin either.
+ * ever listen on loopback: it has no security plugin either, unless a test adds it
+ * ({@code -Dpv.plugins=...}).
  *
  * <p>Arguments are OpenSearch settings as {@code key=value}; {@code path.home} is
  * required. Defaults below give a single-node cluster on 127.0.0.1.
@@ -44,6 +45,21 @@ public final class OpenSearchNode extends Node {
 
     private OpenSearchNode(Environment env, Collection<Class<? extends Plugin>> plugins) {
         super(env, plugins, true);
+    }
+
+    /**
+     * {@link #PLUGINS} and the plugin classes named in {@code names} (comma-separated), found on
+     * the classpath. tests/test_deployment.py adds the security plugin this way, to run
+     * docker-compose.yml's security configuration on a real node.
+     */
+    static List<Class<? extends Plugin>> plugins(String names) throws ClassNotFoundException {
+        List<Class<? extends Plugin>> all = new java.util.ArrayList<>(PLUGINS);
+        for (String name : names.split(",")) {
+            if (!name.isBlank()) {
+                all.add(Class.forName(name.strip()).asSubclass(Plugin.class));
+            }
+        }
+        return all;
     }
 
     /**
@@ -101,7 +117,7 @@ public final class OpenSearchNode extends Node {
         // Reads config/log4j2.properties (scripts/services puts a minimal one there).
         LogConfigurator.configure(env);
 
-        OpenSearchNode node = new OpenSearchNode(env, PLUGINS);
+        OpenSearchNode node = new OpenSearchNode(env, plugins(System.getProperty("pv.plugins", "")));
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             try {
