@@ -27,19 +27,22 @@ class Settings(BaseSettings):
     )
     database_url: str = Field(
         default="",
-        description="SQLAlchemy URL of the catalogue. Empty: sqlite:///<data_dir>/catalogue.sqlite3.",
+        description="SQLAlchemy URL of the catalogue: sqlite:///path or postgresql+psycopg://user:password@host:port/db. "
+        "Empty: sqlite:///<data_dir>/catalogue.sqlite3.",
     )
     blobstore_url: str = Field(
         default="",
-        description="file:///path or s3://bucket?endpoint=host:port&secure=false. Empty: file://<data_dir>/blobs.",
+        description="file:///path or s3://bucket?endpoint=host:port&secure=true&region=r&object_lock=false&ca_certs=/path. "
+        "Empty: file://<data_dir>/blobs.",
     )
     search_url: str = Field(
         default="",
-        description="tantivy:///path or opensearch://host:port. Empty: tantivy://<data_dir>/index.",
+        description="tantivy:///path or opensearch[s]://host:port[/prefix]?verify_certs=true&ca_certs=/path. "
+        "Empty: tantivy://<data_dir>/index.",
     )
     broker_url: str = Field(
         default="",
-        description="Celery broker (redis://...). Empty: background work runs in-process.",
+        description="Celery broker: redis://[:password@]host:port/db (or rediss://). Empty: background work runs in-process.",
     )
     smtp_host: str = Field(default="127.0.0.1", description="Address the SMTP journal listener binds.")
     smtp_port: int = Field(default=2525, description="Port of the SMTP journal listener.")
