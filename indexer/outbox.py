@@ -279,7 +279,8 @@ def complete_batch(sessions: sessionmaker[Session], backend: SearchBackend, batc
         report.deferred += len(batch.leases)
         report.errors.append(str(error))
         return report
-    failed.extend((by_id[message_id], f"the search engine refused it: {reason}") for message_id, reason in rejected.items())
+    failed.extend((by_id[message_id], f"the search engine refused it: {reason}")
+                  for message_id, reason in rejected.items() if message_id in documents)
     done = [(by_id[message_id], defects[message_id]) for message_id in documents if message_id not in rejected]
     _finish(sessions, done, failed, batch.gone)
     if unavailable:  # the blob store is down: an outage, like the engine's above

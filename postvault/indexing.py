@@ -71,6 +71,8 @@ def parse_fetched(digest: str, fetch: Callable[[], bytes], limits, *, watchdog: 
         return ParseOutcome(sha256=digest, parsed=None, error=str(error))
     except BlobStoreError as error:  # the store is down or refusing: retried, not counted against the message
         return ParseOutcome(sha256=digest, parsed=None, error=str(error), store_unavailable=True)
+    except Exception as error:  # outside the store's contract: this message's failure, not the batch's
+        return ParseOutcome(sha256=digest, parsed=None, error=f"reading the blob failed: {type(error).__name__}: {error}")
     if watchdog is None:
         return _parse_raw(digest, raw, limits)
     return watchdog.bound(digest, lambda: _parse_raw(digest, raw, limits))

@@ -255,6 +255,26 @@ def test_an_error_that_quotes_the_message_is_recorded_in_a_form_the_catalogue_ta
     assert _rows(archive) == {receipts[1].message_id: (1, "parsing failed: ValueError: bad header: caf\ufffd\ufffd!")}
 
 
+def test_a_blob_read_that_raises_outside_the_store_contract_fails_that_message_alone(archive) -> None:
+    receipts = archive.journal.journal_many([Arrival(make_message(subject=f"read {n}"), Envelope(), "import") for n in range(3)])
+    odd = receipts[1]
+    blobs = archive.blobs
+
+    class OddStore:
+        def get(self, digest: str) -> bytes:
+            if digest == odd.sha256:
+                raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "a path the store could not name")
+            return blobs.get(digest)
+
+    for prefetch in (0, 4):
+        leases = lease_batch(archive.sessions, 10, now=utcnow() + RETRY_MAX * 2 * (prefetch + 1))
+        report = index_leased(archive.sessions, archive.search, leases, InProcessParser(OddStore(), archive.settings, prefetch=prefetch))  # type: ignore[arg-type]
+        # The second time only the odd message is left, read through the prefetching path.
+        assert (report.indexed, report.failed) == ((2, 1) if prefetch == 0 else (0, 1))
+        assert _rows(archive)[odd.message_id][1].startswith("reading the blob failed: UnicodeDecodeError")
+    assert _ids(archive, "read") == {receipts[0].message_id, receipts[2].message_id}
+
+
 def test_a_document_that_cannot_be_built_fails_alone(archive, monkeypatch) -> None:
     import indexer.outbox as outbox
 
