@@ -216,6 +216,33 @@ def test_postvault_logs_in_with_its_own_accounts_and_never_sees_an_admin_secret(
     assert holders == {"postgres"}
 
 
+def test_the_gateways_settings_load_as_postvault_reads_them(rendered: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every POSTVAULT_* value the compose file gives a postvault container is one Settings accepts."""
+    from archiver.journal_clients import JournalClients
+    from postvault.settings import Settings
+    from storage.engine_urls import parse_broker_url
+
+    env = environment(rendered, "gateway")
+    for key, value in env.items():
+        if key.startswith("POSTVAULT_"):
+            monkeypatch.setenv(key, value)
+    settings = Settings()
+    assert parse_broker_url(settings.broker_url) is not None
+    clients = JournalClients.parse(settings.journal_clients)
+    assert clients.allows("172.30.0.1") and clients.allows("10.20.3.4")
+    assert not clients.allows("8.8.8.8") and not clients.allows("172.30.0.2")
+
+
+def test_the_image_installs_the_extras_the_compose_urls_need(rendered: dict[str, Any]) -> None:
+    from storage.engine_urls import parse_broker_url
+
+    env = environment(rendered, "worker")
+    needed = {parse_database_url(env["POSTVAULT_DATABASE_URL"]).library.extra, parse_broker_url(env["POSTVAULT_BROKER_URL"]).library.extra}  # type: ignore[union-attr]
+    installs = next(line for line in (REPO / "Dockerfile").read_text().splitlines() if "pip install" in line)
+    extras = set(installs.split("[", 1)[1].split("]", 1)[0].split(","))
+    assert needed <= extras, installs
+
+
 def test_opensearch_runs_our_security_configuration_and_no_demo_one(rendered: dict[str, Any], tls_dir: Path) -> None:
     service = rendered["services"]["opensearch"]
     env = environment(rendered, "opensearch")
