@@ -428,7 +428,7 @@ def reindex(
                                 "the index is not emptied."),
 ) -> None:
     """Rebuild the search index from blobs and catalogue alone (OpenSearch: beside the live one, then swapped)."""
-    from indexer.outbox import retry_failed
+    from indexer.outbox import leasable, retry_failed
     from indexer.reindex import abort_reindex, finish_reindex, start_reindex
     from indexer.search_backend import IndexLockedError, SearchBackendError
 
@@ -436,7 +436,9 @@ def reindex(
     rebuilding = False
     try:
         if failed:
-            report = _drain_with_progress(archive, retry_failed(archive.sessions), "Retrying")
+            _out().print(f"{retry_failed(archive.sessions)} failed or unqueued message(s) queued again.")
+            # The drain takes whatever else waits on the outbox too.
+            report = _drain_with_progress(archive, leasable(archive.sessions), "Retrying")
             if report.failed:
                 raise typer.Exit(1)
             return
