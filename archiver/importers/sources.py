@@ -94,39 +94,74 @@ def iter_items(paths: list[Path], options: SourceOptions) -> Iterator[Item]:
 
 def _folder(root: Path, options: SourceOptions) -> Iterator[Item]:
     tree = os.path.realpath(root)
-    unreadable: list[OSError] = []
-    for folder, subfolders, files in os.walk(root, followlinks=False, onerror=unreadable.append):
-        yield from _unreadable_folders(unreadable, root)
-        here = Path(folder)
-        subfolders.sort()
-        files.sort()
-        links = [s for s in subfolders if (here / s).is_symlink()]
-        for name in links:
-            # os.walk does not descend into them: a link back up the tree would import
-            # everything twice over, and one out of it would widen the import's scope.
+    for listing in _walk(root):
+        if isinstance(listing, Refusal):
+            yield listing
+            continue
+        here = listing.path
+        for name in listing.links:
+            # Not walked: a link back up the tree would import everything twice over, and
+            # one out of it would widen the import's scope.
             yield _folder_link(here / name, tree)
         if is_maildir(here):
             # A maildir's own files (dovecot-uidlist, maildirfolder, ...) are bookkeeping;
             # tmp/ holds deliveries still being written (maildir(5)): neither is mail.
-            for name in files:
+            for name in listing.files:
                 yield Skipped(str(here / name), "maildir bookkeeping file")
-            for name in [s for s in subfolders if s in MAILDIR_BOOKKEEPING_DIRS and s not in links]:
-                for inner, _dirs, inner_files in os.walk(here / name):
-                    for inner_name in sorted(inner_files):
-                        yield Skipped(str(Path(inner) / inner_name), f"maildir {name}/ (not delivered mail)")
-            subfolders[:] = [s for s in subfolders if s not in MAILDIR_BOOKKEEPING_DIRS]
+            for name in [s for s in listing.subfolders if s in MAILDIR_BOOKKEEPING_DIRS]:
+                for inner in _walk(here / name):
+                    if isinstance(inner, Refusal):
+                        yield inner
+                        continue
+                    for inner_name in inner.files:
+                        yield Skipped(str(inner.path / inner_name), f"maildir {name}/ (not delivered mail)")
+            listing.subfolders[:] = [s for s in listing.subfolders if s not in MAILDIR_BOOKKEEPING_DIRS]
             continue
         in_maildir = here.name in ("cur", "new") and is_maildir(here.parent)
-        for name in files:
+        for name in listing.files:
             yield from _walked_file(here / name, tree, options, maildir=in_maildir)
-    yield from _unreadable_folders(unreadable, root)
 
 
-def _unreadable_folders(errors: list[OSError], root: Path) -> Iterator[Item]:
-    # A folder that cannot be listed, or that disappeared while the import ran.
-    for error in errors:
-        yield Refusal(str(error.filename or root), f"cannot read folder: {error.strerror or error}")
-    errors.clear()
+@dataclass
+class _Listing:
+    """One folder's names, sorted: ``subfolders`` are walked next (the caller may drop some), ``links`` never."""
+
+    path: Path
+    subfolders: list[str]
+    links: list[str]  # symbolic links to folders
+    files: list[str]  # everything else: files, links to them, dangling links, FIFOs
+
+
+def _walk(root: Path) -> Iterator[_Listing | Refusal]:
+    """Every folder under ``root``, top down and in sorted order, or a refusal for one that cannot be listed.
+
+    Like ``os.walk(root, followlinks=False)``, but with a stack instead of recursion: a
+    folder tree a thousand deep is easy to make, and Python 3.11's os.walk recurses.
+    """
+    stack = [root]
+    while stack:
+        here = stack.pop()
+        listing = _Listing(here, [], [], [])
+        try:
+            with os.scandir(here) as entries:
+                for entry in entries:
+                    try:
+                        is_folder = entry.is_dir()
+                    except OSError:
+                        is_folder = False
+                    if not is_folder:
+                        listing.files.append(entry.name)
+                    elif entry.is_symlink():
+                        listing.links.append(entry.name)
+                    else:
+                        listing.subfolders.append(entry.name)
+        except OSError as error:  # unreadable, or gone since its parent was listed
+            yield Refusal(str(here), f"cannot read folder: {error.strerror or error}")
+            continue
+        for names in (listing.subfolders, listing.links, listing.files):
+            names.sort()
+        yield listing
+        stack.extend(here / name for name in reversed(listing.subfolders))
 
 
 def _walked_file(path: Path, tree: str, options: SourceOptions, *, maildir: bool) -> Iterator[Item]:

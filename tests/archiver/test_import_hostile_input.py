@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import os
@@ -500,3 +501,22 @@ def test_files_and_folders_the_importer_may_not_read_are_refused_one_by_one() ->
         for folder in ("unsearchable", "unlistable"):
             (root / folder).chmod(0o755)
         shutil.rmtree(root)
+
+
+def test_a_folder_tree_deeper_than_the_recursion_limit_is_walked(tmp_path) -> None:
+    # Python 3.11's os.walk recurses once per level. Rather than a tree deeper than the
+    # default limit (which shutil.rmtree, and so pytest's clean-up, could not remove
+    # either), the limit is lowered below this tree's depth while it is walked.
+    depth = 400
+    path = tmp_path
+    for _ in range(depth):
+        path = path / "d"
+    path.mkdir(parents=True)
+    (path / "deep.eml").write_bytes(make_message(subject="deep"))
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + depth // 2)
+    try:
+        items = list(iter_items([tmp_path / "d"], SourceOptions(max_message_bytes=MIB)))
+    finally:
+        sys.setrecursionlimit(limit)
+    assert [(type(item), item.location) for item in items] == [(FoundMessage, str(path / "deep.eml"))]
