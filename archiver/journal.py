@@ -85,11 +85,18 @@ class Journal:
     def journal(self, arrival: Arrival) -> JournalReceipt:
         return self.journal_many([arrival])[0]
 
-    def journal_many(self, arrivals: Sequence[Arrival]) -> list[JournalReceipt]:
-        """Journal a batch: all blobs durable, then one catalogue transaction."""
+    def journal_many(self, arrivals: Sequence[Arrival], *, facts: Sequence[HeaderFacts] | None = None) -> list[JournalReceipt]:
+        """Journal a batch: all blobs durable, then one catalogue transaction.
+
+        ``facts`` are the arrivals' ``read_header_facts``, if the caller has read them already.
+        """
         if not arrivals:
             return []
-        facts = [read_header_facts(arrival.raw) for arrival in arrivals]
+        if facts is None:
+            facts = [read_header_facts(arrival.raw) for arrival in arrivals]
+        elif len(facts) != len(arrivals):
+            raise ValueError("journal_many: one HeaderFacts per arrival")
+        facts = list(facts)
         mailboxes = [mailboxes_of(arrival, fact) for arrival, fact in zip(arrivals, facts)]
         try:
             locks = self._locks(arrivals, mailboxes)

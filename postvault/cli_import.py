@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -18,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from archiver.headers import normalise_address
 from archiver.importers import ImportSummary, import_paths
+from archiver.importers.header_pool import HeaderFactsPool
 from archiver.importers.runner import DEFAULT_BATCH_MESSAGES
 from indexer.outbox import ParseOutcome
 from postvault.memory import limit_malloc_arenas
@@ -95,7 +97,10 @@ def import_command(
 def _run_import(archive: Archive, settings: Settings, paths: list[Path], custodian: str, batch_size: int) -> ImportSummary:
     columns = (SpinnerColumn(), TextColumn("Importing"), TextColumn("{task.completed:,} messages"), _RateColumn(),
                TextColumn("{task.fields[refused]:,} refused"), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
+    # Twice a second is enough for a counter, and each repaint takes the interpreter lock
+    # the importer's own threads need.
+    with Progress(*columns, console=console, transient=False, refresh_per_second=2) as progress, \
+            _header_pool() as header_pool:
         task = progress.add_task("import", total=None, refused=0)
         notified = 0
 
@@ -118,7 +123,17 @@ def _run_import(archive: Archive, settings: Settings, paths: list[Path], custodi
             custodian=custodian,
             batch_messages=batch_size,
             on_progress=on_progress,
+            read_facts=header_pool.start,
         )
+
+
+@contextmanager
+def _header_pool() -> Iterator[HeaderFactsPool]:
+    pool = HeaderFactsPool()
+    try:
+        yield pool
+    finally:
+        pool.close()
 
 
 def _print_summary(summary: ImportSummary) -> None:

@@ -125,25 +125,30 @@ class FilesystemBlobStore:
         self._read_fds: dict[int, int] = {}
         self._read_fds_lock = threading.Lock()
         self._writer_pid = self._reader_pid = os.getpid()
+        self._index_inode = 0
         try:
-            for folder in (self.root, self._packs):
-                if not folder.is_dir():
-                    folder.mkdir(mode=_FOLDER_MODE, parents=True, exist_ok=True)
-            index = self._packs / _INDEX
-            if not index.exists():
-                # SQLite gives its -wal and -shm files the mode of the database file.
-                os.close(os.open(index, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE))
-                _fsync_dir(self._packs)
-                _fsync_dir(self.root)
-            connection = self._connect()
-            try:
-                connection.executescript(_SCHEMA)
-            finally:
-                connection.close()
+            self._make_layout()
             # Only a folder written by an earlier version has loose blob files to look at.
             self._has_loose = any(path.is_dir() for path in self.root.glob("[0-9a-f][0-9a-f]"))
         except (OSError, sqlite3.Error) as error:
             raise BlobStoreError(f"cannot create blob folder {self.root}: {error}") from error
+
+    def _make_layout(self) -> None:
+        """The pack folder and its index, made if missing (a new store, or one emptied behind our back)."""
+        for folder in (self.root, self._packs):
+            if not folder.is_dir():
+                folder.mkdir(mode=_FOLDER_MODE, parents=True, exist_ok=True)
+        index = self._packs / _INDEX
+        if not index.exists():
+            # SQLite gives its -wal and -shm files the mode of the database file.
+            os.close(os.open(index, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE))
+            _fsync_dir(self._packs)
+            _fsync_dir(self.root)
+        connection = self._connect()
+        try:
+            connection.executescript(_SCHEMA)
+        finally:
+            connection.close()
 
     # ------------------------------------------------------------------ writing
 
@@ -380,9 +385,25 @@ class FilesystemBlobStore:
         return connection
 
     def _writer_connection(self) -> sqlite3.Connection:
+        if self._writer_conn is not None and not self._still_there():
+            # The folder was removed or replaced behind the store's back: appending to the
+            # unlinked pack and index would "succeed" into files nobody can open again.
+            self._writer_conn.close()
+            self._release_writer()
+            self._writer_conn = None
         if self._writer_conn is None:
+            self._make_layout()
             self._writer_conn = self._connect()
+            self._index_inode = os.stat(self._packs / _INDEX).st_ino
         return self._writer_conn
+
+    def _still_there(self) -> bool:
+        try:
+            if os.stat(self._packs / _INDEX).st_ino != self._index_inode:
+                return False
+            return self._writer is None or os.fstat(self._writer.fd).st_nlink > 0
+        except OSError:
+            return False
 
     def _reader(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)

@@ -13,9 +13,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from archiver.envelope import Envelope
-from archiver.headers import normalise_address
+from archiver.headers import HeaderFacts, normalise_address
 from archiver.importers import checkpoint
 from archiver.importers.checkpoint import Checkpoint
+from archiver.importers.header_pool import StartFacts
 from archiver.importers.sources import DEFAULT_CHECKPOINT_MIN_BYTES, FoundMessage, Refusal, Resumed, Skipped, SourceOptions, iter_items
 from archiver.journal import Arrival, Journal, JournalError
 from indexer.extraction.limits import ExtractionLimits
@@ -74,6 +75,7 @@ def import_paths(
     max_zip_members: int = ExtractionLimits.max_zip_members,
     max_zip_ratio: int = ExtractionLimits.max_zip_ratio,
     on_progress: Callable[[ImportSummary], None] | None = None,
+    read_facts: StartFacts | None = None,
 ) -> ImportSummary:
     """Archive every message under ``paths``; refuse, with a reason, whatever is not mail.
 
@@ -95,7 +97,7 @@ def import_paths(
         max_zip_members=max_zip_members,
         max_zip_ratio=max_zip_ratio,
     )
-    committer = _Committer(journal, sessions, custodian, summary)
+    committer = _Committer(journal, sessions, custodian, summary, read_facts)
     batch = _Batch()
     try:
         for item in iter_items(list(paths), options):
@@ -136,6 +138,7 @@ class _Batch:
     found: list[FoundMessage] = field(default_factory=list)
     checkpoints: list[Checkpoint] = field(default_factory=list)
     size: int = 0
+    facts: Callable[[], list[HeaderFacts]] | None = None  # header facts of ``found``, being read elsewhere
 
 
 class _Committer:
@@ -146,8 +149,10 @@ class _Committer:
     hides reading and hashing behind the fsyncs and the catalogue commit.
     """
 
-    def __init__(self, journal: Journal, sessions: sessionmaker[Session], custodian: str, summary: ImportSummary) -> None:
+    def __init__(self, journal: Journal, sessions: sessionmaker[Session], custodian: str, summary: ImportSummary,
+                 read_facts: StartFacts | None = None) -> None:
         self._journal = journal
+        self._read_facts = read_facts
         self._sessions = sessions
         self._custodian = custodian
         self._summary = summary
@@ -160,6 +165,10 @@ class _Committer:
         except _StorageFailed:
             self._summary.not_archived.extend(escaped(f.location) for f in batch.found)
             raise
+        if self._read_facts is not None and batch.found:
+            # Started before the previous batch's commit is waited for, so the header
+            # blocks are parsed while that commit's fsyncs run.
+            batch.facts = self._read_facts([f.raw for f in batch.found])
         self._in_flight = self._worker.submit(self._commit, batch)
 
     def wait(self) -> None:
@@ -172,7 +181,7 @@ class _Committer:
 
     def _commit(self, batch: _Batch) -> None:
         try:
-            self._journal_all(batch.found)
+            self._journal_all(batch.found, batch.facts() if batch.facts is not None else None)
             # Only now is everything before these positions durable: a kill before this
             # line re-reads at most one batch, which the journal reports as duplicates.
             checkpoint.save(self._sessions, batch.checkpoints)
@@ -181,7 +190,7 @@ class _Committer:
             self._summary.not_archived.extend(escaped(f.location) for f in batch.found)
             raise _StorageFailed from error
 
-    def _journal_all(self, found: list[FoundMessage]) -> None:
+    def _journal_all(self, found: list[FoundMessage], facts: list[HeaderFacts] | None) -> None:
         if not found:
             return
         digests = [sha256_hex(f.raw) for f in found]
@@ -192,6 +201,7 @@ class _Committer:
         else:
             known = self._journal.known_digests(digests)
         todo = [f for f, digest in zip(found, digests) if digest not in known]
+        todo_facts = None if facts is None else [fact for fact, digest in zip(facts, digests) if digest not in known]
         self._summary.duplicate += len(found) - len(todo)
         now = utcnow()
         arrivals = [
@@ -204,7 +214,7 @@ class _Committer:
             )
             for f in todo
         ]
-        for receipt in self._journal.journal_many(arrivals):
+        for receipt in self._journal.journal_many(arrivals, facts=todo_facts):
             if receipt.duplicate:
                 self._summary.duplicate += 1
             else:

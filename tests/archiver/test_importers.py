@@ -512,9 +512,7 @@ def test_cli_exits_1_and_says_how_to_resume_when_storage_fails_midway(cli_env, t
     from postvault.cli import app
 
     blobs = tmp_path / "var" / "blobs"
-    blobs.mkdir(parents=True)
-    for prefix in range(256):  # every fan-out folder name taken by a file: each write fails
-        (blobs / f"{prefix:02x}").write_bytes(b"")
+    (blobs / "packs" / "00000001.pack").mkdir(parents=True)  # a folder where the first pack goes: each write fails
     (tmp_path / "m.eml").write_bytes(make_message())
     result = runner.invoke(app, ["import", str(tmp_path / "m.eml"), "--no-index"])
     assert result.exit_code == 1

@@ -213,3 +213,13 @@ def test_two_processes_writing_at_once_get_a_pack_each_and_store_shared_bytes_on
     contents = b"".join(path.read_bytes() for path in packs(root))
     frames = zstandard.ZstdCompressor(level=3)
     assert all(contents.count(frames.compress(b"shared %d" % n)) == 1 for n in range(200))
+
+
+def test_a_folder_emptied_behind_a_running_store_is_written_afresh_not_into_unlinked_files(tmp_path: Path) -> None:
+    """Appending to the open pack of a deleted folder would report success for bytes nobody can read."""
+    store = FilesystemBlobStore(tmp_path / "blobs")
+    store.put(b"before")
+    shutil.rmtree(tmp_path / "blobs")
+    (tmp_path / "blobs").mkdir()
+    digest = store.put(b"after the folder was replaced")
+    assert FilesystemBlobStore(tmp_path / "blobs").get(digest) == b"after the folder was replaced"
