@@ -160,15 +160,15 @@ class _Committer:
         self._in_flight: Future[None] | None = None
 
     def submit(self, batch: _Batch) -> None:
+        if self._read_facts is not None and batch.found:
+            # Started before the previous batch's commit is waited for, so the header
+            # blocks are parsed while that commit's fsyncs run.
+            batch.facts = self._read_facts([f.raw for f in batch.found])
         try:
             self.wait()
         except _StorageFailed:
             self._summary.not_archived.extend(escaped(f.location) for f in batch.found)
             raise
-        if self._read_facts is not None and batch.found:
-            # Started before the previous batch's commit is waited for, so the header
-            # blocks are parsed while that commit's fsyncs run.
-            batch.facts = self._read_facts([f.raw for f in batch.found])
         self._in_flight = self._worker.submit(self._commit, batch)
 
     def wait(self) -> None:
