@@ -79,8 +79,8 @@ def read_mbox(
     """Messages of ``stream`` from byte ``start``: 0, or an ``end`` an earlier read yielded.
 
     Raises ``NotAtFromLineError`` (before yielding anything) if no From_ line is there.
-    Memory stays within about ``max_message_bytes`` whatever the lines, read ``piece_bytes``
-    at a time, are like.
+    Lines are read ``piece_bytes`` at a time, so memory stays near ``max_message_bytes``
+    however long a line is.
     """
     reader = _Lines(stream, start, piece_bytes)
     line = reader.readline()

@@ -434,8 +434,10 @@ def test_broken_from_lines_and_far_dates_do_not_stop_an_mbox_import(archive, tmp
         mbox_entry(messages[2], date="Sat Feb 30 25:61:61 0000"),  # no such date
         b"From " + b"\xff" * 300 + b" Thu Mar  7 16:45:02 2024\n" + messages[3] + b"\n",
     ]))
-    summary = run(archive, path)
-    assert (summary.archived, summary.refused, summary.storage_error) == (4, [], "")
+    overlong = tmp_path / "overlong-first-line.mbox"  # a first From_ line of several pieces: the mbox's, all of it
+    overlong.write_bytes(b"From " + b"x" * 200_000 + b" Thu Mar  7 16:45:02 2024\n" + messages[0] + b"\n")
+    summary = run(archive, path, overlong)
+    assert (summary.archived, summary.duplicate, summary.refused, summary.storage_error) == (4, 1, [], "")
     with archive.sessions() as session:
         received = {subject: when for subject, when in session.execute(
             select(tables.messages.c.subject, tables.messages.c.first_received_at))}
