@@ -243,6 +243,26 @@ def test_the_image_installs_the_extras_the_compose_urls_need(rendered: dict[str,
     assert needed <= extras, installs
 
 
+def test_a_real_dot_env_reaches_postvault_only_where_the_compose_file_names_it(tls_dir: Path, tmp_path: Path) -> None:
+    """.env sits beside the compose file in a deployment; an env_file reading it would hand every root secret to postvault."""
+    project = tmp_path / "project"
+    shutil.copytree(COMPOSE_DIR, project / "services" / "compose")
+    shutil.copy(REPO / "docker-compose.yml", project / "docker-compose.yml")
+    env_file_with(project / ".env", {**SECRETS, "POSTVAULT_TLS_DIR": str(tls_dir)})
+    env_file_with(project / "postvault.env", {"POSTVAULT_MAX_MESSAGE_BYTES": "1048576"})
+    compose("version", env_file=project / ".env")  # skips or fails when there is no client
+    result = subprocess.run(["docker", "compose", "config", "--format", "json"], cwd=project, capture_output=True, text=True,
+                            timeout=60, env=_clean_env())
+    assert result.returncode == 0, result.stderr
+    config = json.loads(result.stdout)
+    for name in POSTVAULT_SERVICES:
+        env = environment(config, name)
+        assert env["POSTVAULT_MAX_MESSAGE_BYTES"] == "1048576", "postvault.env is postvault's settings file"
+        assert not {"S3_ROOT_SECRET_KEY", "S3_ROOT_ACCESS_KEY", "POSTGRES_ADMIN_PASSWORD"} & set(env), name
+        for secret in ("S3_ROOT_ACCESS_KEY", "S3_ROOT_SECRET_KEY", "POSTGRES_ADMIN_PASSWORD"):
+            assert SECRETS[secret] not in json.dumps(env), f"{name} gets {secret}"
+
+
 def test_opensearch_runs_our_security_configuration_and_no_demo_one(rendered: dict[str, Any], tls_dir: Path) -> None:
     service = rendered["services"]["opensearch"]
     env = environment(rendered, "opensearch")
