@@ -228,6 +228,9 @@ def test_the_gateways_settings_load_as_postvault_reads_them(rendered: dict[str, 
             monkeypatch.setenv(key, value)
     settings = Settings()
     assert parse_broker_url(settings.broker_url) is not None
+    # STARTTLS (and so SMTP AUTH) with make-certs.sh's journal certificate.
+    for path in (settings.smtp_tls_cert, settings.smtp_tls_key):
+        assert path is not None and mounted_source(rendered, "gateway", str(path)).is_file()
     clients = JournalClients.parse(settings.journal_clients)
     assert clients.allows("172.30.0.1") and clients.allows("10.20.3.4")
     assert not clients.allows("8.8.8.8") and not clients.allows("172.30.0.2")
