@@ -209,6 +209,10 @@ class OpenSearchBackend:
                 initial_backoff=BULK_BACKOFF,  # type: ignore[arg-type]  # seconds; any number works
                 max_backoff=BULK_MAX_BACKOFF,
                 raise_on_error=False,  # collect failures here; raising would also skip the 429 retries
+                # A request over http.max_content_length (100 MB) is refused whole with 413;
+                # a chunk that large holds one document (chunks stop at BULK_BYTES), so it
+                # comes back as that document's failure instead of an exception.
+                ignore_status=(413,) if refusable else (),
                 yield_ok=False,
                 # Writes name aliases, never indices: if an alias has gone (a rebuild was just
                 # swapped in), fail instead of letting OpenSearch create a stray index.
@@ -219,10 +223,12 @@ class OpenSearchBackend:
                 if ok or (missing_is_fine and result.get("result") == "not_found"):
                     continue
                 # 400 is the document's own fault (mapper_parsing_exception, a value out of
-                # range): retrying it can never succeed. 429 (busy), 403 (a read-only block
-                # on a full disk), 404 (an alias gone) and 5xx are the cluster's.
-                if refusable and result.get("status") == 400:
-                    refused.setdefault(str(result.get("_id")), _reason(result.get("error")))
+                # range), 413 its size: retrying can never succeed. 429 (busy), 403 (a
+                # read-only block on a full disk), 404 (an alias gone) and 5xx are the cluster's.
+                status = result.get("status")
+                if refusable and status in (400, 413):
+                    reason = _reason(result.get("error")) if status == 400 else "the document is larger than the cluster takes in one request (HTTP 413)"
+                    refused.setdefault(str(result.get("_id")), reason)
                 else:
                     failures.append(result)
         if failures:

@@ -552,6 +552,38 @@ def test_a_busy_cluster_is_retried_with_backoff_then_reported(
         server.server_close()
 
 
+class _SizeLimitedCluster(_BusyCluster):
+    """Refuses any request body over ``limit`` bytes with 413, as http.max_content_length does."""
+
+    limit = 4000
+
+    def do_POST(self) -> None:
+        if "/_bulk" in self.path and int(self.headers.get("Content-Length", 0)) > self.limit:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(413)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        type(self).busy_for = 0
+        super().do_POST()
+
+
+def test_a_document_too_large_for_one_request_is_refused_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A hostile message can carry gigabytes of attachment text; over the cluster's request
+    # limit it was an outage, retried every few seconds forever.
+    monkeypatch.setattr(opensearch_backend, "BULK_BYTES", 3000)  # so the big one goes alone, as past 10 MB
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SizeLimitedCluster)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    backend = OpenSearchBackend.from_url(f"opensearch://127.0.0.1:{server.server_address[1]}/pv")
+    try:
+        refused = backend.index([message(1), message(2, body="word " * 2000), message(3)])
+        assert refused == {2: "OpenSearch refused it: the document is larger than the cluster takes in one request (HTTP 413)"}
+    finally:
+        backend.close()
+        server.shutdown()
+        server.server_close()
+
+
 # --- URLs ---
 
 
