@@ -1,4 +1,4 @@
-"""Every third-party module the project imports is declared in pyproject.toml, in the group that installs it."""
+"""pyproject.toml declares every third-party module the project imports, in the group that installs it, and nothing unused."""
 
 from __future__ import annotations
 
@@ -78,6 +78,36 @@ def undeclared() -> list[str]:
 
 def test_every_third_party_import_is_declared_where_it_is_installed() -> None:
     problems = undeclared()
+    assert problems == [], "\n".join(problems)
+
+
+# Declared without an import statement of their own, and why.
+USED_WITHOUT_IMPORT = {
+    "psycopg": "SQLAlchemy loads it for postgresql+psycopg:// URLs",
+    "redis": "Celery (kombu) loads it for redis:// broker URLs",
+    "pytest-timeout": "a pytest plugin, configured by `timeout` in pyproject.toml",
+}
+# Which folders' imports use each group.
+USERS = {"dependencies": PACKAGES, "test": ("tests",), "bench": ("bench",), "postgres": (), "redis": ()}
+
+
+def unused() -> list[str]:
+    distributions = importlib.metadata.packages_distributions()
+    problems = []
+    for group, names in declared().items():
+        imported: set[str] = set()
+        for folder in USERS[group]:
+            for path in (REPO / folder).rglob("*.py"):
+                for module, _ in top_level_imports(path):
+                    imported |= {normalized(d) for d in distributions.get(module, [])}
+        for name in sorted(names - imported - set(USED_WITHOUT_IMPORT)):
+            problems.append(f"{group}: {name} is declared but nothing in {', '.join(USERS[group]) or '-'} imports it")
+    return problems
+
+
+def test_every_declared_dependency_is_used() -> None:
+    """An unused pin is a promise of a feature, and still has to be installed and kept patched."""
+    problems = unused()
     assert problems == [], "\n".join(problems)
 
 
