@@ -592,6 +592,18 @@ def test_postvaults_s3_account_stores_and_locks_but_cannot_lift_a_governance_loc
     as_root._execute("DELETE", "archive", key, headers=bypass, query_params={"versionId": version})  # noqa: SLF001
     assert not store.exists(digest)
 
+    # What else postvault does with the bucket works under the policy: a multipart upload,
+    # and the purge of a blob whose retention ran out.
+    from storage.s3 import MULTIPART_THRESHOLD
+
+    large = store.put(b"X" * (MULTIPART_THRESHOLD + 1024))
+    assert len(store.get(large)) == MULTIPART_THRESHOLD + 1024
+    brief = store.put(b"Subject: brief\r\n\r\nkept two seconds\r\n",
+                      lock=LockRequest(LockMode.GOVERNANCE, datetime.now(timezone.utc) + timedelta(seconds=2)))
+    time.sleep(3)
+    store.delete(brief)
+    assert not store.exists(brief)
+
     # Verification is real: the public CA bundle does not vouch for the private certificate.
     with pytest.raises(BlobStoreError, match="unreachable"):
         S3BlobStore(S3Location.from_url(url.replace(f"&ca_certs={ca}", ""))).check()
