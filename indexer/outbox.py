@@ -10,11 +10,12 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import ColumnElement, and_, bindparam, case, exists, func, not_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from addresses import address_key
 from indexer.document import Address, IndexDocument, ParsedMessage
 from indexer.search_backend import IndexLockedError, SearchBackend, SearchBackendError
 from storage.sql import upsert
 from storage.tables import envelopes, index_outbox, message_domains, message_mailboxes, messages
-from storage.text import storable
+from storage.text import storable, unescaped
 from storage.timeutil import as_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -166,11 +167,12 @@ def load_facts(sessions: sessionmaker[Session], message_ids: Sequence[int]) -> d
 
 def build_document(facts: CatalogueFacts, parsed: ParsedMessage) -> IndexDocument:
     """Join parsed headers and text with the catalogue's envelope and scope facts."""
-    in_headers = {a.address for a in parsed.to + parsed.cc + parsed.bcc}
+    in_headers = {address_key(a.address) for a in parsed.to + parsed.cc + parsed.bcc}
     # Envelope recipients named in no To/Cc header were Bcc'd (RFC 5321 section 7.2).
-    envelope_bcc = tuple(
-        Address(name="", address=r.lower()) for r in facts.envelope_recipients if r.lower() not in in_headers and "@" in r
-    )
+    # The catalogue keeps envelope text escaped (storage.text.escaped): compare what the
+    # client sent, as the header parser reads it, not the escape sequence.
+    recipients = dict.fromkeys(address_key(storable(unescaped(r))) for r in facts.envelope_recipients)
+    envelope_bcc = tuple(Address(name="", address=r) for r in recipients if r not in in_headers and "@" in r)
     attachments = parsed.attachments
     return IndexDocument(
         id=facts.id,

@@ -352,3 +352,20 @@ def test_the_outbox_has_one_enqueue_and_reindex_does_not_reach_into_the_archiver
     assert not hasattr(archiver.journal, "enqueue_for_indexing")
     source = Path(indexer.reindex.__file__).read_text()
     assert "archiver" not in source and "enqueue(" in source
+
+
+def test_envelope_recipients_are_compared_as_the_client_sent_them_not_as_their_escaped_text() -> None:
+    """The catalogue keeps 8-bit envelope text escaped; Bcc is what no header names, judged on the real address."""
+    from datetime import datetime, timezone
+
+    from archiver.envelope import envelope_text
+    from indexer.document import Address, ParsedMessage
+    from indexer.outbox import CatalogueFacts, build_document
+
+    eight_bit = envelope_text(b"caf\xe9@x.example")
+    assert "\\" in eight_bit  # stored as an escape sequence
+    facts = CatalogueFacts(id=1, sha256="0" * 64, size=1, received_at=datetime(2024, 1, 1, tzinfo=timezone.utc),
+                           mailboxes=(), domains=(), envelope_recipients=(eight_bit, "Bob@Example.COM.", "carol@example.com"))
+    parsed = ParsedMessage(to=(Address(name="", address="bob@example.com"),), cc=(Address(name="", address="carol@example.com"),))
+    bcc = [address.address for address in build_document(facts, parsed).bcc]
+    assert bcc == ["caf\ufffd@x.example"]
