@@ -727,10 +727,9 @@ def run_size(n: int | str, args, tools: dict, only: list[str]) -> dict:
                                               args.repeat_subprocess)
     finally:
         # Removed only when the whole bench is done: ext4 skips inodes freed in the last
-        # minutes when it allocates new ones, so a tree of 100,000 files deleted just
-        # before a run made creating each file of the next run 4-10x dearer (measured:
-        # 48-114 us a file on a quiet filesystem, 465 us right after a deletion). Only
-        # postvault creates a file per message, so deleting between runs penalised it alone.
+        # minutes when it allocates new ones, so a large tree deleted just before a run
+        # makes creating every file of the next run dearer (bench/README.md, "Recently
+        # deleted files"), and the tools do not create files alike.
         if not args.keep:
             _REMOVE_AT_EXIT.append(work)
     return result
