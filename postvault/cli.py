@@ -169,11 +169,14 @@ def serve() -> None:
     if isinstance(notifier, InProcessNotifier):
         from postvault.schedule import PERIODIC_JOBS, InProcessJobs, Scheduler
 
-        worker = threading.Thread(target=run_indexer, args=(archive, stop, notifier.wake), name="indexer", daemon=True)
+        indexer_ready = threading.Event()
+        worker = threading.Thread(target=run_indexer, args=(archive, stop, notifier.wake, indexer_ready), name="indexer", daemon=True)
         scheduler = Scheduler(PERIODIC_JOBS, InProcessJobs(archive, notifier.wake))
     listener.start()
     if worker:
         worker.start()
+        # "running" is said once the parser processes are up (see PooledParser.warm_up).
+        indexer_ready.wait(timeout=120)
     if scheduler:
         scheduler.start(stop)
     indexing = "indexed in this process" if worker else f"indexed by Celery workers via {_without_password(settings.broker_url)}"

@@ -8,6 +8,7 @@ import itertools
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -262,12 +263,22 @@ _TRIM_EVERY = 16
 
 def _init_worker(blobstore_url: str, settings_json: str) -> None:
     global _worker_blobs, _worker_limits, _worker_watchdog
+    # Ctrl-C reaches the whole process group. Stopping is the parent's job (it shuts the
+    # pool down after the batch in hand); a worker interrupted mid-parse would only print
+    # a KeyboardInterrupt traceback and look like a crash.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     settings = Settings.model_validate_json(settings_json)
     _worker_blobs = blobstore_from_url(blobstore_url)
     _worker_limits = _limits(settings)
     # In the worker, a parse stuck in native code ends the process, which the pool sees at
     # once; the parent's own deadline (a chunk's allowance) is the backstop.
     _worker_watchdog = _Watchdog(settings.parse_timeout_seconds, None) if settings.parse_timeout_seconds > 0 else None
+
+
+def _ready(_: int) -> int:
+    """A task that only proves a parser process has started (see ``PooledParser.warm_up``)."""
+    time.sleep(0.05)  # long enough that each of the pool's processes takes one
+    return os.getpid()
 
 
 def _succeeded(future: Future[list[ParseOutcome]]) -> bool:
@@ -328,6 +339,15 @@ class PooledParser:
             initializer=_init_worker,
             initargs=self._initargs,
         )
+
+    def warm_up(self) -> None:
+        """Start the fork server and every parser process now, not at the first message.
+
+        Until its imports are done the fork server does not ignore SIGINT: a Ctrl-C (sent
+        to the whole process group) in that window killed it with a traceback and left
+        the pool broken. Started here, that window lies inside the server's own start-up.
+        """
+        list(self._executor.map(_ready, range(self._workers)))
 
     def __call__(self, digests: Sequence[str]) -> list[ParseOutcome]:
         return self.start(digests)()
@@ -487,10 +507,12 @@ def drain_outbox(
     return total
 
 
-def run_indexer(archive: Archive, stop: threading.Event, wake: threading.Event | None = None) -> None:
+def run_indexer(archive: Archive, stop: threading.Event, wake: threading.Event | None = None,
+                ready: threading.Event | None = None) -> None:
     """The embedded profile's background worker: drain, sleep, repeat until stopped.
 
-    ``wake`` (set by ``InProcessNotifier`` after each journal commit) ends the sleep early.
+    ``wake`` (set by ``InProcessNotifier`` after each journal commit) ends the sleep early;
+    ``ready`` is set once the parser processes are up.
 
     It always parses in a process pool, even for one message: the server also runs the
     SMTP listener, which a native crash in an extractor must not take down.
@@ -498,6 +520,9 @@ def run_indexer(archive: Archive, stop: threading.Event, wake: threading.Event |
     workers = archive.settings.index_workers or (os.cpu_count() or 1)
     parser = PooledParser(archive, workers, inline_below=0)
     try:
+        parser.warm_up()
+        if ready is not None:
+            ready.set()
         _index_until_stopped(archive, stop, parser, wake)
     finally:
         parser.close()

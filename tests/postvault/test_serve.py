@@ -45,8 +45,11 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., tuple[int, Callable[[], tupl
             time.sleep(0.1)
         assert process.poll() is None, err.read_text()[-3000:]
 
-        def stop() -> tuple[str, str]:
-            process.send_signal(signal.SIGTERM)  # what a service manager sends
+        def stop(sent: signal.Signals = signal.SIGTERM) -> tuple[str, str]:
+            if sent == signal.SIGINT:
+                os.killpg(process.pid, sent)  # Ctrl-C in a terminal reaches the whole process group
+            else:
+                process.send_signal(sent)  # what a service manager sends
             process.wait(60)
             return out.read_text(), err.read_text()
 
@@ -96,3 +99,14 @@ def test_log_level_debug_adds_the_smtp_dialogue(serve) -> None:
     _stdout, stderr = stop()
     assert re.search(r"mail\.log: .*>> b'mail FROM:<alice\.sender@example\.com>", stderr, re.IGNORECASE), stderr[-3000:]
     assert "accepted message 1 " in stderr
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.3, 1.5])
+def test_ctrl_c_stops_serve_without_a_traceback_from_any_process(serve, pause: float) -> None:
+    """Ctrl-C while the parser pool starts (its fork server still importing) and once it runs."""
+    port, stop = serve()
+    send(port)  # wakes the indexer, which starts the fork server and a parser process
+    time.sleep(pause)
+    _, err = stop(signal.SIGINT)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    assert "stopped" in err
