@@ -700,7 +700,7 @@ def run_size(n: int | str, args, tools: dict, only: list[str]) -> dict:
     result: dict = {"n": n, "label": label, "maildir": str(maildir), "corpus": info, "files": files, "work_dir": str(work), "ingest": {}}
     try:
         for tool, fn in (("postvault", ingest_postvault), ("notmuch", ingest_notmuch), ("mu", ingest_mu)):
-            if tool not in only:
+            if tool not in only or (tool != "postvault" and not _peers_run_at(n, args.peer_sizes)):
                 continue
             warm = warm_page_cache(maildir)
             print(f"bench: N={label}: {tool} ingest (page cache warmed in {warm:.1f}s)", file=sys.stderr, flush=True)
@@ -721,7 +721,8 @@ def run_size(n: int | str, args, tools: dict, only: list[str]) -> dict:
             print(f"bench: N={label}: {tool}: {secs} s, {r.get('msgs_per_s')} msg/s, peak RSS tree "
                   f"{(r.get('peak_rss_tree') or 0) / 2**20:,.0f} MB{'; ERROR ' + r['error'] if r.get('error') else ''}",
                   file=sys.stderr, flush=True)
-        if not args.skip_search:
+        # The query set's planted terms and people are the generated corpus's own.
+        if not args.skip_search and n != corpus.SPAM_ASSASSIN_CORPUS:
             print(f"bench: N={label}: search latency", file=sys.stderr, flush=True)
             result["search"] = search_latency(tools, query_set(), result["ingest"], work, args.repeat,
                                               args.repeat_subprocess)
@@ -736,6 +737,13 @@ def run_size(n: int | str, args, tools: dict, only: list[str]) -> dict:
 
 
 _REMOVE_AT_EXIT: list[Path] = []
+
+
+def _peers_run_at(n: int | str, peer_sizes: str) -> bool:
+    """notmuch and mu run on the SpamAssassin corpus and on the sizes ``--peer-sizes`` names (all if empty)."""
+    if not isinstance(n, int) or not peer_sizes:
+        return True
+    return n in {int(size.replace("_", "")) for size in peer_sizes.split(",") if size.strip()}
 
 
 def _label(n: int | str) -> str:
@@ -927,6 +935,8 @@ def main(argv: list[str] | None = None) -> int:
                              "(the 6,046 SpamAssassin messages alone, one run, run first)")
     parser.add_argument("--seed", type=int, default=corpus.DEFAULT_SEED)
     parser.add_argument("--only", default=",".join(TOOLS), help="comma-separated subset of postvault,notmuch,mu")
+    parser.add_argument("--peer-sizes", default="", metavar="N,...",
+                        help="run notmuch and mu only at these sizes (default: every size); postvault runs at all")
     parser.add_argument("--profile", default="embedded", choices=("embedded", "scale-out"),
                         help="embedded (default; this help) or scale-out: see `--profile scale-out --help`")
     parser.add_argument("--keep", action="store_true", help="keep each run's data dirs (postvault, notmuch, mu)")
