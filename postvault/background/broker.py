@@ -18,6 +18,7 @@ from postvault.settings import Settings
 # import the tasks, so they need neither the worker's app nor the archive it wires.
 INDEX_BATCH = "postvault.index_batch"
 REINDEX = "postvault.reindex"
+FINISH_REINDEX = "postvault.finish_reindex"
 
 QUEUE = "postvault"
 
@@ -86,6 +87,7 @@ def make_publisher(settings: Settings) -> Celery:
 __all__ = [
     "BATCH_SOFT_TIME_LIMIT",
     "BATCH_TIME_LIMIT",
+    "FINISH_REINDEX",
     "INDEX_BATCH",
     "QUEUE",
     "REINDEX",

@@ -19,7 +19,7 @@ from celery.signals import worker_init
 
 from indexer.outbox import backlog, index_leased, leasable, lease_batch, utc_age
 from indexer.search_backend import IndexLockedError
-from postvault.background.broker import INDEX_BATCH, QUEUE, REINDEX
+from postvault.background.broker import FINISH_REINDEX, INDEX_BATCH, QUEUE, REINDEX
 from postvault.indexing import InProcessParser
 from postvault.memory import release_free_memory
 from postvault.schedule import PERIODIC_JOBS, PeriodicJob
@@ -129,10 +129,59 @@ def reindex(self: Task) -> int:
     """Empty the index and put every catalogued message on the outbox; the workers rebuild it."""
     from indexer.reindex import start_reindex
 
+    from indexer.search_backend import SupportsRebuild
+
     app: PostvaultCelery = self.app
     queued = start_reindex(app.archive.sessions, app.archive.search)
     queue_for_backlog(app, max_tasks=SWEEP_MAX_TASKS)
+    if isinstance(app.archive.search, SupportsRebuild):
+        # The rebuild fills beside the live index; something must swap it in once the
+        # workers have drained the outbox, or it would take every write forever.
+        app.send_task(FINISH_REINDEX, args=[queued], countdown=REINDEX_CHECK_SECONDS)
     return queued
+
+
+# How often a Celery reindex looks whether the workers have drained what it queued.
+REINDEX_CHECK_SECONDS = 10.0
+# Engine errors while swapping are retried this many checks before the rebuild is dropped.
+REINDEX_SWAP_TRIES = 30
+
+
+@shared_task(bind=True, name=FINISH_REINDEX)
+def finish_reindex_when_drained(self: Task, queued: int, tries: int = 0) -> str:
+    """Swap a side-by-side rebuild in once every message it queued is indexed or has failed for itself.
+
+    Until then (messages waiting, being indexed, or handed back by an outage) it checks
+    again later: swapping earlier would hide those messages from search. A rebuild that
+    holds fewer documents than expected, or that the engine keeps refusing to swap, is
+    dropped; the live index was never touched and keeps serving.
+    """
+    from indexer.outbox import unindexed
+    from indexer.reindex import abort_reindex, finish_reindex
+    from indexer.search_backend import SearchBackendError
+
+    app: PostvaultCelery = self.app
+    archive = app.archive
+    left = unindexed(archive.read_sessions)
+    if left.waiting or left.in_progress or left.retrying:
+        app.send_task(FINISH_REINDEX, args=[queued, tries], countdown=REINDEX_CHECK_SECONDS)
+        return ""
+    try:
+        swapped = finish_reindex(archive.search, expected=queued - left.failed)
+    except SearchBackendError as error:
+        if tries + 1 < REINDEX_SWAP_TRIES and "fewer than" not in str(error):
+            log.warning("reindex: the rebuilt index could not be swapped in yet (%s); trying again", error)
+            app.send_task(FINISH_REINDEX, args=[queued, tries + 1], countdown=REINDEX_CHECK_SECONDS)
+            return ""
+        log.error("reindex: the rebuilt index was not swapped in: %s; dropping it, the live index stays", error)
+        try:
+            abort_reindex(archive.search)
+        except SearchBackendError as abort_error:
+            log.error("reindex: the unfinished rebuild could not be dropped either: %s", abort_error)
+        return ""
+    log.info("reindex: the rebuilt index %s is now live (%d message(s) queued, %d failed for themselves)",
+             swapped, queued, left.failed)
+    return swapped
 
 
 def queue_for_backlog(app: PostvaultCelery, *, max_tasks: int) -> int:
@@ -154,4 +203,4 @@ def queued_tasks(app: PostvaultCelery) -> int:
         return int(connection.default_channel.queue_declare(queue=QUEUE).message_count)
 
 
-__all__ = ["PERIODIC_TASKS", "SWEEP_MAX_TASKS", "CeleryJobs", "index_batch", "queue_for_backlog", "queued_tasks", "reindex"]
+__all__ = ["PERIODIC_TASKS", "SWEEP_MAX_TASKS", "CeleryJobs", "finish_reindex_when_drained", "index_batch", "queue_for_backlog", "queued_tasks", "reindex"]

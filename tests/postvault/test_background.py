@@ -327,6 +327,35 @@ def test_worker_indexes_what_the_journal_notifies(scale_out: Callable[..., Scale
 
 
 @pytest.mark.services
+def test_the_reindex_task_on_opensearch_swaps_the_rebuilt_index_in_once_the_workers_drain_it(
+    scale_out: Callable[..., ScaleOut],
+) -> None:
+    """A rebuild the workers fill must become live; left unfinished it would take every write forever."""
+    from indexer.backends.opensearch_backend import OpenSearchBackend
+    from tests.postvault.test_outages import drop_indices, opensearch_test_url
+
+    search_url = opensearch_test_url(f"pvtest-reindex-{os.getpid()}-{time.monotonic_ns() % 10**9}")
+    deployment = scale_out(search_url=search_url)
+    deployment.stack.callback(drop_indices, search_url)
+    archive = deployment.archive()
+    backend = archive.search
+    assert isinstance(backend, OpenSearchBackend)
+    journal(archive, 40, "rebuilt")
+    deployment.start("worker", "--concurrency", "2", ready=" ready.")
+    archive.notifier.notify(40)
+    wait_until(lambda: backlog_of(archive) == 0, 30, f"the first indexing\n{deployment.logs()}")
+    client = backend.connection.client()
+    assert list(client.indices.get_alias(name=backend.alias)) == [f"{backend.alias}-v1"]
+
+    deployment.send(REINDEX)
+    wait_until(lambda: backend.rebuild_in_progress() is not None, 15, f"the rebuild to start\n{deployment.logs()}")
+    wait_until(lambda: backend.rebuild_in_progress() is None, 60, f"the rebuild to be swapped in\n{deployment.logs()}")
+    assert_indexed_exactly_once(archive, 40)
+    assert list(client.indices.get_alias(name=backend.alias)) == [f"{backend.alias}-v2"]
+    assert not client.indices.exists(index=f"{backend.alias}-v1")  # the old version is gone
+
+
+@pytest.mark.services
 def test_serve_with_a_broker_leaves_indexing_to_the_workers(scale_out: Callable[..., ScaleOut]) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
