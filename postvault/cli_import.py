@@ -118,7 +118,7 @@ def _run_import(archive: Archive, settings: Settings, paths: list[Path], custodi
             journal=archive.journal,
             sessions=archive.sessions,
             max_message_bytes=settings.max_message_bytes,
-            max_zip_members=settings.max_zip_members,
+            max_zip_members=settings.import_max_zip_members,
             max_zip_ratio=settings.max_zip_ratio,
             custodian=custodian,
             batch_messages=batch_size,

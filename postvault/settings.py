@@ -107,7 +107,12 @@ class Settings(BaseSettings):
         default=2_000_000,
         description="Text kept per attachment; guards the index against enormous parts.",
     )
-    max_zip_members: int = Field(default=1000, description="Zip members listed per attached archive, and read per zip given to `postvault import`.")
+    max_zip_members: int = Field(default=1000, description="Zip members listed per attached archive.")
+    # A zip given to `postvault import` is usually a mailbox export, one message a member:
+    # its members are journaled one by one and streamed, so their number costs no memory
+    # beyond the zip's central directory. The ratio and budget guards apply to each member
+    # as to attachments.
+    import_max_zip_members: int = Field(default=1_000_000, description="Members read per zip given to `postvault import`.")
     max_zip_ratio: int = Field(
         default=100,
         description="Zip members with a worse compression ratio are treated as bombs; `postvault import` also reads "

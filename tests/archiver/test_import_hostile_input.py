@@ -202,6 +202,26 @@ def test_cli_says_which_links_it_did_not_follow(tmp_path, monkeypatch) -> None:
     assert f"symbolic link to {elsewhere}, outside the folder being imported: not followed" in result.output
 
 
+def test_cli_imports_a_zip_export_with_more_members_than_an_attachment_may_list(tmp_path, monkeypatch) -> None:
+    """POSTVAULT_MAX_ZIP_MEMBERS guards attachments; a mailbox export of 1,500 messages is imported whole."""
+    from postvault.cli import app
+    from postvault.settings import Settings
+
+    monkeypatch.setenv("POSTVAULT_DATA_DIR", str(tmp_path / "var"))
+    export = tmp_path / "export.zip"
+    with zipfile.ZipFile(export, "w", zipfile.ZIP_DEFLATED) as archive_file:
+        for number in range(1500):
+            archive_file.writestr(f"mail/{number}.eml", make_message(subject=f"exported {number}"))
+    result = CliRunner().invoke(app, ["import", str(export), "--no-index"])
+    assert result.exit_code == 0, result.output
+    archive = Archive(Settings(data_dir=tmp_path / "var"))
+    try:
+        with archive.sessions() as session:
+            assert session.scalar(select(func.count()).select_from(tables.messages)) == 1500
+    finally:
+        archive.close()
+
+
 # ---------------------------------------------------------------------- zip bombs ----
 
 
