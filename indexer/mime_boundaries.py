@@ -1,4 +1,4 @@
-"""The stdlib feed parser's multipart boundary matcher, without a regex compiled per message."""
+"""The stdlib feed parser's boundary and end-of-line matching, without its per-part regex work."""
 
 from __future__ import annotations
 
@@ -33,6 +33,22 @@ class BoundaryMatcher:
         return _AFTER_SEPARATOR.match(line, len(self.separator))
 
 
+# The feed parser finds the line break that ends a part's payload with
+# NLCRE_eol.search(payload), a pattern anchored at the end (``(\r\n|\r|\n)\Z``) that
+# search() still tries at every position from the start: a scan of every attachment.
+# Any match starts in the last two characters, so searching from there finds the same one.
+_END_OF_LINE = feedparser.NLCRE_eol
+
+
+class EndOfLine:
+    """``search(text)`` as ``NLCRE_eol.search(text)``, looking at the end of ``text`` only."""
+
+    __slots__ = ()
+
+    def search(self, text: str) -> re.Match[str] | None:
+        return _END_OF_LINE.search(text, max(0, len(text) - 2))
+
+
 def _compile(pattern, flags=0):  # type: ignore[no-untyped-def]
     if flags == 0 and isinstance(pattern, str) and pattern.startswith(_PREFIX) and pattern.endswith(_TAIL):
         # re.escape puts a backslash before single characters only, so dropping each
@@ -42,11 +58,13 @@ def _compile(pattern, flags=0):  # type: ignore[no-untyped-def]
 
 
 def install() -> None:
-    """Give email.feedparser the matcher above in place of its per-boundary ``re.compile``.
+    """Give email.feedparser the two matchers above, in place of its per-boundary
+    ``re.compile`` and of its ``NLCRE_eol``.
 
     Only that module's view of ``re`` changes, and only ``compile`` of the boundary
     pattern; every other pattern and every other module use ``re`` as before.
     """
+    feedparser.NLCRE_eol = EndOfLine()  # type: ignore[assignment]
     if getattr(feedparser.re, "compile", None) is _compile:
         return
     shim = types.ModuleType("re")

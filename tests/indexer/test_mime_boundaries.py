@@ -27,15 +27,22 @@ def tree(message: Message) -> list:  # type: ignore[type-arg]
 
 
 def parse_both(raw: bytes) -> tuple[list, list]:  # type: ignore[type-arg]
-    shim = feedparser.re
-    feedparser.re = re  # the stdlib's own compile
+    mime_boundaries.install()
+    shim, end_of_line = feedparser.re, feedparser.NLCRE_eol
+    feedparser.re, feedparser.NLCRE_eol = re, mime_boundaries._END_OF_LINE  # noqa: SLF001 - the stdlib's own
     try:
         expected = tree(BytesParser(policy=compat32).parsebytes(raw))
     finally:
-        feedparser.re = shim
-    mime_boundaries.install()
-    assert feedparser.re.compile is not re.compile
+        feedparser.re, feedparser.NLCRE_eol = shim, end_of_line
+    assert feedparser.re.compile is not re.compile and isinstance(feedparser.NLCRE_eol, mime_boundaries.EndOfLine)
     return expected, tree(BytesParser(policy=compat32).parsebytes(raw))
+
+
+@pytest.mark.parametrize("text", ["", "x", "\n", "\r", "\r\n", "a\r\n", "a\n\n", "a\r\r\n", "a\n\r", "a\nb", "\r\n\r\n"])
+def test_the_end_of_line_matcher_finds_what_the_stdlib_pattern_finds(text: str) -> None:
+    expected = mime_boundaries._END_OF_LINE.search(text)  # noqa: SLF001
+    actual = mime_boundaries.EndOfLine().search(text)
+    assert (actual and (actual.group(0), actual.span())) == (expected and (expected.group(0), expected.span()))
 
 
 def multipart(boundary: str, newline: bytes, closing: bytes) -> bytes:
