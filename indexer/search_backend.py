@@ -51,6 +51,10 @@ class IndexLockedError(SearchBackendError):
     """Another process holds the only writer of an embedded index (tantivy): let it index."""
 
 
+class IndexOutdatedError(SearchBackendError):
+    """The index was built for another schema (an older postvault): ``postvault reindex`` replaces it."""
+
+
 class SearchBackend(Protocol):
     """Contract every index engine adapter keeps.
 

@@ -433,11 +433,20 @@ def reindex(
     """Rebuild the search index from blobs and catalogue alone (OpenSearch: beside the live one, then swapped)."""
     from indexer.outbox import leasable, retry_failed
     from indexer.reindex import abort_reindex, finish_reindex, start_reindex
-    from indexer.search_backend import IndexLockedError, SearchBackendError
+    from indexer.search_backend import IndexLockedError, IndexOutdatedError, SearchBackendError
 
     archive = _archive()
     rebuilding = False
     try:
+        if not failed:
+            try:
+                archive.search
+            except IndexOutdatedError:
+                # Built by another version for other fields: nothing in it can be kept, and
+                # the blobs and catalogue hold everything needed to build it again.
+                aside = archive.set_aside_outdated_index()
+                _out().print(_plain(f"The index was built by another version of postvault; it was moved to {aside} "
+                                    "and a new one is built now."))
         if failed:
             _out().print(f"{retry_failed(archive.sessions)} failed or unqueued message(s) queued again.")
             # The drain takes whatever else waits on the outbox too.

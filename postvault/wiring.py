@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from postvault.settings import Settings
@@ -85,6 +87,21 @@ class Archive:
     @cached_property
     def search(self) -> SearchBackend:
         return search_backend_from_url(self.settings.resolved_search_url())
+
+    def set_aside_outdated_index(self) -> Path:
+        """Move an embedded index built for another schema out of the way, kept beside it, for a reindex to start afresh.
+
+        Only for ``IndexOutdatedError``: the old folder is renamed, never deleted, so a
+        downgrade can still use it. Returns where it went.
+        """
+        location = parse_search_url(self.settings.resolved_search_url())
+        if not isinstance(location, TantivyUrl):
+            raise ValueError("only an embedded (tantivy) index is set aside; OpenSearch rebuilds beside the live index")
+        self.__dict__.pop("search", None)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        aside = location.path.with_name(f"{location.path.name}.outdated-{stamp}")
+        location.path.rename(aside)
+        return aside
 
     @cached_property
     def journal(self) -> Journal:

@@ -17,7 +17,7 @@ from indexer.document import IndexDocument
 from indexer.query import fields
 from indexer.query.ast import Node
 from indexer.scope import Scope, require_scope
-from indexer.search_backend import Hit, IndexedScope, IndexLockedError, SearchBackendError, SearchPage, SortOrder
+from indexer.search_backend import Hit, IndexedScope, IndexLockedError, IndexOutdatedError, SearchBackendError, SearchPage, SortOrder
 from storage.private_files import private_folder
 
 # Date order is to the second, ties broken by id in the same direction, so that paging
@@ -116,9 +116,9 @@ class TantivyBackend:
             self._index.config_reader(reload_policy="manual")
         except ValueError as error:
             if "schema does not match" in str(error):
-                raise SearchBackendError(
-                    f"the search index at {self._path} was built with a different schema; "
-                    "move it aside and run a reindex"
+                raise IndexOutdatedError(
+                    f"the search index at {self._path} was built by another version of postvault, for fields "
+                    "this one does not use; run `postvault reindex` (it sets the old index aside and builds a new one)"
                 ) from error
             raise SearchBackendError(f"cannot open the search index at {self._path}: {error}") from error
         except OSError as error:

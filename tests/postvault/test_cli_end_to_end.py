@@ -154,3 +154,29 @@ def test_status_and_verify_answer_while_a_writer_holds_the_catalogue(imported, d
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+def test_an_index_built_for_another_schema_is_named_and_reindex_replaces_it(imported, data_dir: Path) -> None:
+    """After an upgrade that changes the index's fields, search says what to do, and reindex does it."""
+    import tantivy
+
+    index = data_dir / "index"
+    shutil.rmtree(index)
+    index.mkdir()
+    older = tantivy.SchemaBuilder()
+    older.add_text_field("subject", stored=True)
+    writer = tantivy.Index(older.build(), path=str(index)).writer()
+    writer.add_document(tantivy.Document(subject="from an older version"))
+    writer.commit()
+    writer.wait_merging_threads()
+
+    refused = runner.invoke(app, ["search", "budget", "--all"])
+    assert refused.exit_code != 0
+    assert "postvault reindex" in refused.output and "Traceback" not in refused.output
+
+    rebuilt = runner.invoke(app, ["reindex"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "moved to" in rebuilt.output
+    assert [h["subject"] for h in _search("budget", "--all")] == ["Q3 budget review"]
+    kept = [path.name for path in data_dir.iterdir() if path.name.startswith("index.outdated-")]
+    assert len(kept) == 1  # set aside, not deleted
