@@ -19,7 +19,7 @@ from indexer.backends.tantivy_backend import TantivyBackend
 from indexer.query.analysis import index_text, split_words
 from indexer.query.ast import Field, MatchAll, Term
 from indexer.query.parser import QuerySyntaxError, parse_query
-from indexer.search_backend import SearchBackendError, SortOrder
+from indexer.search_backend import IndexOutdatedError, SearchBackendError, SortOrder
 
 
 
@@ -210,7 +210,7 @@ def test_an_index_with_another_schema_is_refused_with_advice(tmp_path: Path) -> 
     builder = tantivy.SchemaBuilder()
     builder.add_text_field("something_else")
     tantivy.Index(builder.build(), path=str(tmp_path))
-    with pytest.raises(SearchBackendError, match="different schema"):
+    with pytest.raises(IndexOutdatedError, match="run `postvault reindex`"):
         TantivyBackend(tmp_path)
 
 
