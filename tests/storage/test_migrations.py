@@ -14,7 +14,8 @@ from sqlalchemy import create_engine, delete, insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from storage.database import alembic_config
-from storage.tables import domain_policies, envelopes, import_checkpoints, message_domains, messages, metadata
+from storage.tables import (domain_policies, envelopes, import_checkpoints, index_outbox, message_domains,
+                            message_mailboxes, messages, metadata)
 from storage.text import escaped, unescaped
 from tests.services import postgres_schema
 
@@ -102,6 +103,52 @@ def test_every_revision_up_and_back_on_sqlite(tmp_path: Path) -> None:
 def test_every_revision_up_and_back_on_postgresql() -> None:
     with postgres_schema("pv_migrate") as url:
         check_every_revision_up_and_back(url)
+
+
+def check_scope_keys_are_rewritten_to_their_one_spelling(url: str) -> None:
+    """Rows keyed before the one normaliser are found under its keys after 0005, and indexed again."""
+    config = alembic_config(url)
+    engine = create_engine(url)
+    try:
+        command.upgrade(config, "0004")
+        with engine.begin() as connection:
+            ids = [connection.scalar(insert(messages).values(
+                sha256=digit * 64, size=3, first_received_at=NOW, source="smtp", subject="", from_header="", to_header="",
+                cc_header="", message_id_header="", in_reply_to="", references="", list_id="", header_defects=[],
+                indexed_at=NOW).returning(messages.c.id)) for digit in "abc"]
+            connection.execute(insert(message_mailboxes), [
+                {"message_id": ids[0], "mailbox": "alice@example.com."},  # the root's dot
+                {"message_id": ids[0], "mailbox": "alice@example.com"},  # and already the key: kept once
+                {"message_id": ids[1], "mailbox": '"bob"@xn--bcher-kva.example'},  # quoted, A-label
+                {"message_id": ids[2], "mailbox": "carol@example.org"},  # unchanged
+            ])
+            connection.execute(insert(message_domains), [
+                {"message_id": ids[0], "domain": "example.com."}, {"message_id": ids[1], "domain": "xn--bcher-kva.example"},
+                {"message_id": ids[2], "domain": "example.org"},
+            ])
+            connection.execute(insert(domain_policies).values(domain="xn--bcher-kva.example", retention_days=30,
+                                                              created_at=NOW, updated_at=NOW))
+        command.upgrade(config, "0005")
+        with engine.connect() as connection:
+            assert sorted(connection.execute(select(message_mailboxes.c.message_id, message_mailboxes.c.mailbox)).all()) == [
+                (ids[0], "alice@example.com"), (ids[1], "bob@bücher.example"), (ids[2], "carol@example.org")]
+            assert sorted(connection.execute(select(message_domains.c.message_id, message_domains.c.domain)).all()) == [
+                (ids[0], "example.com"), (ids[1], "bücher.example"), (ids[2], "example.org")]
+            assert list(connection.scalars(select(domain_policies.c.domain))) == ["bücher.example"]
+            # The index holds the old keys of exactly these two: they are queued to be indexed again.
+            assert sorted(connection.scalars(select(index_outbox.c.message_id))) == ids[:2]
+    finally:
+        engine.dispose()
+
+
+def test_scope_keys_are_rewritten_to_their_one_spelling_on_sqlite(tmp_path: Path) -> None:
+    check_scope_keys_are_rewritten_to_their_one_spelling(f"sqlite:///{tmp_path / 'catalogue.sqlite3'}")
+
+
+@pytest.mark.services
+def test_scope_keys_are_rewritten_to_their_one_spelling_on_postgresql() -> None:
+    with postgres_schema("pv_rekey") as url:
+        check_scope_keys_are_rewritten_to_their_one_spelling(url)
 
 
 def test_the_schema_is_declared_once_in_storage_tables() -> None:
