@@ -457,32 +457,23 @@ class OpenSearchBackend:
 
     def indexed_ids(self) -> Iterator[int]:
         """Every id, ascending, from one point-in-time snapshot; pages by id, so memory stays flat."""
-        with self._translated("listing indexed ids"), self._point_in_time() as pit:
-            if pit is None:
-                return
-            after: list[Any] | None = None
-            while True:
-                body: dict[str, Any] = {
-                    "size": _IDS_PAGE,
-                    "query": {"match_all": {}},
-                    "sort": [{fields.ID: {"order": "asc"}}],
-                    "pit": {"id": pit, "keep_alive": _KEEP_ALIVE},
-                    "track_total_hits": False,
-                    "_source": False,
-                }
-                if after is not None:
-                    body["search_after"] = after
-                page = self._client.search(body=body, filter_path="hits.hits.sort")
-                hits = page.get("hits", {}).get("hits", [])
-                yield from (int(hit["sort"][0]) for hit in hits)
-                if len(hits) < _IDS_PAGE:
-                    return
-                after = hits[-1]["sort"]
+        for hit in self._every_document("listing indexed ids", source=False, filter_path="hits.hits.sort"):
+            yield int(hit["sort"][0])
 
     def indexed_scopes(self) -> Iterator[IndexedScope]:
         """Every document's mailboxes and domains (kept in ``_source``), ascending by id, from one snapshot."""
-        wanted = [fields.MAILBOX, fields.DOMAIN]
-        with self._translated("reading the indexed scopes"), self._point_in_time() as pit:
+        for hit in self._every_document("reading the indexed scopes", source=[fields.MAILBOX, fields.DOMAIN],
+                                        filter_path="hits.hits.sort,hits.hits._source"):
+            found = hit.get("_source", {})
+            yield IndexedScope(
+                id=int(hit["sort"][0]),
+                mailboxes=frozenset(found.get(fields.MAILBOX, ())),
+                domains=frozenset(found.get(fields.DOMAIN, ())),
+            )
+
+    def _every_document(self, doing: str, *, source: bool | list[str], filter_path: str) -> Iterator[dict[str, Any]]:
+        """Every document's hit, ascending by id, a page at a time from one point-in-time snapshot."""
+        with self._translated(doing), self._point_in_time() as pit:
             if pit is None:
                 return
             after: list[Any] | None = None
@@ -493,19 +484,12 @@ class OpenSearchBackend:
                     "sort": [{fields.ID: {"order": "asc"}}],
                     "pit": {"id": pit, "keep_alive": _KEEP_ALIVE},
                     "track_total_hits": False,
-                    "_source": wanted,
+                    "_source": source,
                 }
                 if after is not None:
                     body["search_after"] = after
-                page = self._client.search(body=body, filter_path="hits.hits.sort,hits.hits._source")
-                hits = page.get("hits", {}).get("hits", [])
-                for hit in hits:
-                    source = hit.get("_source", {})
-                    yield IndexedScope(
-                        id=int(hit["sort"][0]),
-                        mailboxes=frozenset(source.get(fields.MAILBOX, ())),
-                        domains=frozenset(source.get(fields.DOMAIN, ())),
-                    )
+                hits = self._client.search(body=body, filter_path=filter_path).get("hits", {}).get("hits", [])
+                yield from hits
                 if len(hits) < _IDS_PAGE:
                     return
                 after = hits[-1]["sort"]
