@@ -173,6 +173,7 @@ class FilesystemBlobStore:
         # BEGIN IMMEDIATE: the question "is this digest new?" and the rows that answer it
         # for the next writer are one transaction, so concurrent writers store bytes once.
         connection.execute("BEGIN IMMEDIATE")
+        committed = False
         try:
             wanted = {bytes.fromhex(d): data for d, data in zip(digests, blobs)}
             stored = _existing(connection, list(wanted))
@@ -198,11 +199,13 @@ class FilesystemBlobStore:
             connection.executemany("INSERT INTO blobs (digest, pack, offset, length) VALUES (?, ?, ?, ?)", rows)
             connection.execute("INSERT OR REPLACE INTO packs (pack, end) VALUES (?, ?)", (writer.pack, position))
             connection.execute("COMMIT")
+            committed = True
         except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            if self._writer is not None:
-                _truncate_quietly(self._writer.fd, self._writer.end)
+            if not committed:  # records the index does not point to are cut off again
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                if self._writer is not None:
+                    _truncate_quietly(self._writer.fd, self._writer.end)
             raise
         writer.end = position
         if writer.end >= self._pack_limit:

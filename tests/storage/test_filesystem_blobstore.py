@@ -223,3 +223,20 @@ def test_a_folder_emptied_behind_a_running_store_is_written_afresh_not_into_unli
     (tmp_path / "blobs").mkdir()
     digest = store.put(b"after the folder was replaced")
     assert FilesystemBlobStore(tmp_path / "blobs").get(digest) == b"after the folder was replaced"
+
+
+def test_an_index_commit_that_fails_leaves_no_unindexed_bytes_in_the_pack(tmp_path: Path) -> None:
+    """put_many raises (so nothing is acknowledged) and the appended records are cut off again."""
+    store = FilesystemBlobStore(tmp_path)
+    kept = store.put(b"stored before")
+    size = packs(tmp_path)[0].stat().st_size
+    with sqlite3.connect(tmp_path / "packs" / "index.sqlite3") as connection:  # a real failure inside SQLite
+        connection.execute("CREATE TRIGGER refuse BEFORE INSERT ON blobs BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
+    with pytest.raises(BlobStoreError, match="disk says no"):
+        store.put_many([b"never acknowledged %d" % n for n in range(10)])
+    assert packs(tmp_path)[0].stat().st_size == size
+    with sqlite3.connect(tmp_path / "packs" / "index.sqlite3") as connection:
+        connection.execute("DROP TRIGGER refuse")
+    digest = store.put(b"after the failure")
+    assert store.get(digest) == b"after the failure" and store.get(kept) == b"stored before"
+    assert sorted(store.iter_digests()) == sorted([kept, digest])
