@@ -16,8 +16,11 @@ pytest_plugins = ["tests.archive_factory"]
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Settings the test run itself may carry: where corpora, caches and test services are.
-_TEST_HARNESS_VARIABLES = {"POSTVAULT_CACHE", "POSTVAULT_SHARED_CORPORA", "POSTVAULT_SERVICES_DIR"}
+# Settings the test run itself may carry: where corpora, caches and test services are
+# (the ports too: the outage tests stop and start the services of scripts/services, which
+# must be the instance the test URLs name, also a private one on other ports).
+_TEST_HARNESS_VARIABLES = {"POSTVAULT_CACHE", "POSTVAULT_SHARED_CORPORA", "POSTVAULT_SERVICES_DIR", "POSTVAULT_PG_PORT",
+                           "POSTVAULT_REDIS_PORT", "POSTVAULT_OPENSEARCH_PORT", "POSTVAULT_S3_PORT"}
 
 
 @pytest.fixture(autouse=True, scope="session")
