@@ -1030,7 +1030,7 @@ def phases(services: Services, ns: Namespace, maildir: Path, sample: int, import
         digests: list[str] = []
         for s in range(0, len(raws), import_batch):
             digests += store.put_many(raws[s:s + import_batch])
-        record("s3_put (import batches, HEAD+PUT, 8 threads)", time.perf_counter() - t0, len(raws),
+        record("s3_put (import batches, conditional PUT, 8 threads)", time.perf_counter() - t0, len(raws),
                f"{total_bytes / MB / (time.perf_counter() - t0):.1f} MB/s")
         t0 = time.perf_counter()
         for digest in digests:
@@ -1304,7 +1304,7 @@ def _import_breakdown(run: dict) -> list[tuple[str, float, str]]:
 
     put = s("s3_put_many")
     rows = [
-        ("S3: put_many (HEAD + PUT, 8 threads)", put),
+        ("S3: put_many (conditional PUT, 8 threads)", put),
         ("header facts (read_header_facts)", s("header_facts")),
         ("PostgreSQL: policy read", s("pg_policy_read")),
         ("PostgreSQL: insert rows (_record) + commit", max(0.0, s("journal_many") - put - s("header_facts") - s("pg_policy_read"))),
