@@ -352,7 +352,8 @@ def test_the_reindex_task_on_opensearch_swaps_the_rebuilt_index_in_once_the_work
     wait_until(lambda: backend.rebuild_in_progress() is None, 60, f"the rebuild to be swapped in\n{deployment.logs()}")
     assert_indexed_exactly_once(archive, 40)
     assert list(client.indices.get_alias(name=backend.alias)) == [f"{backend.alias}-v2"]
-    assert not client.indices.exists(index=f"{backend.alias}-v1")  # the old version is gone
+    # The old version is deleted just after the alias moves.
+    wait_until(lambda: not client.indices.exists(index=f"{backend.alias}-v1"), 15, "the old index version to go")
 
 
 @pytest.mark.services
