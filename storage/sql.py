@@ -82,8 +82,7 @@ class _Recordset:
         self.parameters = {
             "rows": json.dumps(
                 [{name: json.dumps(row[name]) if name in json_columns else row[name] for name in names} for row in rows],
-                ensure_ascii=False,
-                default=_iso_8601,
+                default=_iso_8601,  # non-ASCII escaped: the json module's fast path; PostgreSQL decodes them
             )
         }
 
