@@ -75,9 +75,12 @@ def import_command(
         try:
             try:
                 summary = _run_import(archive, settings, paths, custodian, batch_size)
-            finally:
+            except BaseException:
                 if background:
                     background.finish()
+                raise
+            if background and summary.storage_error:
+                background.finish()
             _print_summary(summary)
             _print_refusals(summary, refusals_file)
             if summary.storage_error:
@@ -193,6 +196,7 @@ class _BackgroundIndexer:
         self._archive = archive
         self._parser = parser_for(archive, expected=10_000)
         self._stop = threading.Event()
+        self._draining = threading.Event()
         self.indexed = 0
         self.failed = 0
         self.errors: list[str] = []
@@ -205,6 +209,9 @@ class _BackgroundIndexer:
         from postvault.indexing import drain_outbox
 
         while not self._stop.is_set():
+            # Read before the drain starts: a drain that began after the import's last
+            # commit and ran until nothing was leasable has indexed everything.
+            last = self._draining.is_set()
             try:
                 report = drain_outbox(self._archive, parse_many=self._parser, stop=self._stop)
             except IndexLockedError:
@@ -216,19 +223,31 @@ class _BackgroundIndexer:
             self.indexed += report.indexed
             self.failed += report.failed
             self.errors.extend(report.errors)
-            self._stop.wait(0.2)
+            if last:
+                return
+            self._draining.wait(0.2)
 
     @property
     def parser(self) -> Callable[[Sequence[str]], list[ParseOutcome]]:
         """Its parser: the final drain after the import reuses the pool's warm processes."""
         return self._parser
 
-    def finish(self) -> None:
-        """Stop indexing in the background (the parser stays open until ``close``)."""
-        self._stop.set()
+    def finish(self, *, drain: bool = False) -> None:
+        """Stop indexing in the background: now, or (``drain``) once the outbox has nothing
+        leasable left. The parser stays open until ``close``.
+
+        Draining here keeps the parser pool's pipeline full to the end (the next batch is
+        parsed while one is indexed); stopping and draining afresh would start it empty.
+        """
+        if drain:
+            self._draining.set()
+        else:
+            self._stop.set()
         self._thread.join()
 
     def close(self) -> None:
+        if self._thread.is_alive():  # not finished (an error on the way out): stop it before its parser goes
+            self.finish()
         close = getattr(self._parser, "close", None)
         if close:
             close()
@@ -238,15 +257,19 @@ def _index(archive: Archive, background: _BackgroundIndexer | None = None) -> No
     from indexer.search_backend import IndexLockedError
     from postvault.indexing import drain_outbox
 
-    indexed = background.indexed if background else 0
-    failed = background.failed if background else 0
-    errors_seen = list(background.errors) if background else []
-    if background and background.locked:
-        console.print("Another postvault process (serve) owns the search index; it indexes these messages.")
-        return
     with Progress(SpinnerColumn(), TextColumn("Indexing"), TextColumn("{task.completed:,} messages"), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
-        task = progress.add_task("index", total=None, completed=indexed)
+        task = progress.add_task("index", total=None, completed=background.indexed if background else 0)
+        if background:
+            background.finish(drain=True)
+        indexed = background.indexed if background else 0
+        failed = background.failed if background else 0
+        errors_seen = list(background.errors) if background else []
+        if background and background.locked:
+            progress.stop()
+            console.print("Another postvault process (serve) owns the search index; it indexes these messages.")
+            return
+        progress.update(task, completed=indexed)
         try:
             report = drain_outbox(archive, parse_many=background.parser if background else None,
                                   on_batch=lambda batch: progress.advance(task, batch.indexed + batch.failed))
