@@ -36,8 +36,9 @@ concurrency C, in a fresh namespace on every service (PostgreSQL schema
     the catalogue writes of the journal, the worker's catalogue round trips, parsing,
     conversion, and ``OpenSearchBackend.index`` per batch with and without its refresh.
 (e) the embedded profile on the same corpus, in the same run (``postvault import`` into a
-    fresh data folder, as bench/ingest.py measures it): its CPU per message is what the
-    scale-out profile's own processes (worker + import) are judged against, ≤ 1.5×.
+    fresh data folder, as bench/ingest.py measures it, before the scale-out runs of the
+    size): its CPU per message is what the scale-out profile's own processes (worker +
+    import) are judged against, ≤ 1.5×.
 
 Everything created is deleted at the end unless ``--keep``. Results:
 ``bench/results/<date>-scale-out.{json,md}``.
@@ -1120,6 +1121,22 @@ def run_size(n: int, args, services: Services) -> dict:
     base = Path(args.work_dir or corpus.default_base_dir())
     base.mkdir(parents=True, exist_ok=True)
     result: dict = {"n": n, "maildir": str(maildir), "corpus": info, "files": files, "runs": []}
+    embedded_work = None
+    if args.embedded:
+        # First, and its folder kept until the end: ext4 makes creating files dearer for
+        # minutes after a mass delete (see bench/README.md, Caveats), the scale-out clean-up
+        # deletes a file per message from the S3 server's folder, and the embedded import
+        # is the one that creates a file per message.
+        result["embedded"], embedded_work = embedded_cpu(maildir, files, base, args.timeout)
+    try:
+        _scale_out_runs(n, args, services, maildir, files, base, result)
+    finally:
+        if embedded_work is not None:
+            shutil.rmtree(embedded_work, ignore_errors=True)
+    return result
+
+
+def _scale_out_runs(n: int, args, services: Services, maildir: Path, files: int, base: Path, result: dict) -> None:  # type: ignore[no-untyped-def]
     for number, concurrency in enumerate(args.concurrency):
         Services.wait_until_up(args.wait_services)
         work = Path(tempfile.mkdtemp(prefix=f"scaleout-n{n}-c{concurrency}-", dir=base))
@@ -1171,21 +1188,20 @@ def run_size(n: int, args, services: Services) -> dict:
             if not args.keep:
                 shutil.rmtree(work, ignore_errors=True)
         result["runs"].append(run)
-    if args.embedded:
-        result["embedded"] = embedded_cpu(maildir, files, base, args.timeout)
-    return result
 
 
-def embedded_cpu(maildir: Path, files: int, base: Path, timeout: float) -> dict:
-    """(e) ``postvault import`` on the embedded profile (SQLite, filesystem, tantivy): CPU of its process tree."""
+def embedded_cpu(maildir: Path, files: int, base: Path, timeout: float) -> tuple[dict, Path]:
+    """(e) ``postvault import`` on the embedded profile (SQLite, filesystem, tantivy): CPU of
+    its process tree; and the folder it wrote, for the caller to remove."""
     exe, _ = ingest.find_postvault()
     work = Path(tempfile.mkdtemp(prefix="scaleout-embedded-", dir=base))
     try:
         ingest.warm_page_cache(maildir)
         log(f"embedded profile: postvault import of the same {files:,} files")
         run = ingest.ingest_postvault({"postvault": exe}, maildir, work, files, timeout)
-    finally:
+    except BaseException:
         shutil.rmtree(work, ignore_errors=True)
+        raise
     keep = ("returncode", "error", "warnings", "searchable_seconds", "msgs_per_s", "messages", "cpu_seconds",
             "cpu_seconds_sampled", "msgs_per_cpu_s", "peak_rss_tree", "loadavg_before", "loadavg_after")
     out = {k: run[k] for k in keep if k in run}
@@ -1194,7 +1210,7 @@ def embedded_cpu(maildir: Path, files: int, base: Path, timeout: float) -> dict:
     cpu = max(run.get("cpu_seconds") or 0.0, run.get("cpu_seconds_sampled") or 0.0)
     out["cpu_ms_per_message"] = round(cpu / files * 1000, 3) if cpu else None
     log(f"embedded profile: {out.get('cpu_ms_per_message')} CPU-ms per message")
-    return out
+    return out, work
 
 
 def own_cpu_ms(run: dict, files: int) -> dict:
