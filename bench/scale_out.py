@@ -729,7 +729,8 @@ def ingest_scale_out(services: Services, ns: Namespace, maildir: Path, files: in
     refusals = work / "refusals.jsonl"
     if refusals.exists():
         out["refusals_sample"] = refusals.read_text(errors="replace").splitlines()[:5]
-    out["env"] = {k: v for k, v in env.items() if k.startswith("POSTVAULT_")}
+    # Passwords out: results files are committed.
+    out["env"] = {k: re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", v) for k, v in env.items() if k.startswith("POSTVAULT_")}
     return out
 
 
