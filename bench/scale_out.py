@@ -1254,12 +1254,7 @@ def _schema_bytes(services: Services, ns: Namespace) -> int | None:
 # Report
 
 
-def _mb(value) -> str:  # type: ignore[no-untyped-def]
-    return "–" if not value else f"{value / MB:,.0f}"
-
-
-def _num(value, fmt: str = "{:,.1f}") -> str:  # type: ignore[no-untyped-def]
-    return "–" if value is None else fmt.format(value)
+_mb, _num = ingest._mb, ingest._num  # the embedded report's number formats
 
 
 def evaluate(results: dict) -> list[dict]:
