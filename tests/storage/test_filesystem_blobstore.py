@@ -240,3 +240,61 @@ def test_an_index_commit_that_fails_leaves_no_unindexed_bytes_in_the_pack(tmp_pa
     digest = store.put(b"after the failure")
     assert store.get(digest) == b"after the failure" and store.get(kept) == b"stored before"
     assert sorted(store.iter_digests()) == sorted([kept, digest])
+
+
+_IMPORTER = textwrap.dedent("""
+    import os, sys, time
+    sys.path.insert(0, {repo!r})
+    from pathlib import Path
+    import storage.filesystem as fs
+    from archiver.envelope import Envelope
+    from archiver.journal import Arrival
+    from postvault.settings import Settings
+    from postvault.wiring import Archive
+    archive = Archive(Settings(data_dir=Path({data!r}), index_workers=1))
+    archive.journal.journal_many([Arrival(b"Subject: kept %d\\r\\n\\r\\nbody\\r\\n" % n, Envelope(), "import")
+                                  for n in range(5)])
+    real_fdatasync = os.fdatasync
+    def stall(fd):  # the next batch is appended to the pack, and the process dies before any commit
+        real_fdatasync(fd)
+        print("appended", flush=True)
+        time.sleep(60)
+    fs.os.fdatasync = stall
+    archive.journal.journal_many([Arrival(b"Subject: torn %d\\r\\n\\r\\nbody\\r\\n" % n, Envelope(), "import")
+                                  for n in range(50)])
+""")
+
+
+def test_a_journal_killed_mid_append_acknowledges_nothing_of_its_batch_and_verify_stays_clean(tmp_path: Path) -> None:
+    from sqlalchemy import func, select
+
+    from archiver.envelope import Envelope
+    from archiver.journal import Arrival
+    from indexer.verify import verify_archive
+    from postvault.indexing import drain_outbox
+    from postvault.settings import Settings
+    from postvault.wiring import Archive
+    from storage.tables import messages
+
+    repo = str(Path(__file__).resolve().parents[2])
+    journal = subprocess.Popen([sys.executable, "-c", _IMPORTER.format(repo=repo, data=str(tmp_path / "var"))],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert journal.stdout is not None and journal.stdout.readline().strip() == "appended"
+        journal.send_signal(signal.SIGKILL)
+    finally:
+        journal.wait(timeout=30)
+    archive = Archive(Settings(data_dir=tmp_path / "var", index_workers=1))
+    try:
+        with archive.sessions() as session:
+            assert session.scalar(select(func.count()).select_from(messages)) == 5  # only the batch that returned
+        assert drain_outbox(archive).indexed == 5
+        report = verify_archive(archive.sessions, archive.blobs, archive.search)
+        assert report.discrepancies == 0 and not report.orphan_blobs and report.blobs_checked == 5
+        # The next write takes the pack and cuts the torn batch off; everything still checks out.
+        archive.journal.journal_many([Arrival(b"Subject: after\r\n\r\nbody\r\n", Envelope(), "import")])
+        assert drain_outbox(archive).indexed == 1
+        report = verify_archive(archive.sessions, archive.blobs, archive.search)
+        assert report.discrepancies == 0 and not report.orphan_blobs and report.blobs_checked == 6
+    finally:
+        archive.close()
