@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from opensearchpy import OpenSearch
@@ -52,19 +53,9 @@ BULK_MAX_BACKOFF = 30
 
 
 @dataclass(frozen=True)
-class Connection:
-    """Where the cluster is and how to talk to it, from an ``opensearch://`` URL."""
-
-    hosts: tuple[tuple[str, int], ...]
-    secure: bool = False
-    user: str = ""
-    password: str = field(default="", repr=False)
-    verify_certs: bool = True
-    ca_certs: str = ""
-    timeout: float = 30.0
-    prefix: str = DEFAULT_PREFIX
-    shards: int = 1
-    replicas: int = 1
+class Connection(OpenSearchUrl):
+    """Where the cluster is and how to talk to it: an ``opensearch://`` URL (its fields are
+    storage.engine_urls.OpenSearchUrl's) with the credentials resolved."""
 
     @classmethod
     def from_url(cls, url: str, environ: Mapping[str, str] = os.environ) -> "Connection":
@@ -77,18 +68,10 @@ class Connection:
 
     @classmethod
     def from_parsed(cls, parsed: OpenSearchUrl, environ: Mapping[str, str] = os.environ) -> "Connection":
-        return cls(
-            hosts=parsed.hosts,
-            secure=parsed.secure,
-            user=parsed.user or environ.get(USER_ENV, ""),
-            password=parsed.password if parsed.user else environ.get(PASSWORD_ENV, ""),
-            verify_certs=parsed.verify_certs,
-            ca_certs=parsed.ca_certs,
-            timeout=parsed.timeout,
-            prefix=parsed.prefix,
-            shards=parsed.shards,
-            replicas=parsed.replicas,
-        )
+        values = {item.name: getattr(parsed, item.name) for item in dataclasses.fields(parsed)}
+        if not parsed.user:
+            values.update(user=environ.get(USER_ENV, ""), password=environ.get(PASSWORD_ENV, ""))
+        return cls(**values)
 
     @property
     def where(self) -> str:
