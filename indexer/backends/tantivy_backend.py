@@ -271,29 +271,15 @@ class TantivyBackend:
 
     def indexed_ids(self) -> Iterator[int]:
         """Every id, ascending, from one snapshot; pages by id so memory stays flat."""
-        searcher = self._searcher()
-        query = tantivy.Query.all_query()
-        while True:
-            try:
-                page = searcher.search(query, _IDS_PAGE, count=False, order_by_field=fields.ID, order=tantivy.Order.Asc)
-            except ValueError as error:
-                raise SearchBackendError(f"listing ids in {self._path} failed: {error}") from error
-            ids = [int(key) for key, _ in page.hits]
-            yield from ids
-            if len(ids) < _IDS_PAGE:
-                return
-            query = tantivy.Query.range_query(
-                self._schema, fields.ID, tantivy.FieldType.Unsigned, lower_bound=ids[-1], include_lower=False
-            )
+        for page in self._pages_by_id("listing ids"):
+            yield from (message_id for message_id, _ in page)
 
     def indexed_scopes(self) -> Iterator[IndexedScope]:
         """Every document's stored mailboxes and domains, ascending by id, from one snapshot."""
         searcher = self._searcher()
-        query = tantivy.Query.all_query()
-        while True:
+        for page in self._pages_by_id("reading scopes", searcher):
             try:
-                page = searcher.search(query, _IDS_PAGE, count=False, order_by_field=fields.ID, order=tantivy.Order.Asc)
-                stored = [(int(key), searcher.doc(address)) for key, address in page.hits]
+                stored = [(message_id, searcher.doc(address)) for message_id, address in page]
             except ValueError as error:
                 raise SearchBackendError(f"reading scopes in {self._path} failed: {error}") from error
             for message_id, doc in stored:
@@ -302,10 +288,22 @@ class TantivyBackend:
                     mailboxes=frozenset(doc.get_all(fields.MAILBOX)),
                     domains=frozenset(doc.get_all(fields.DOMAIN)),
                 )
-            if len(stored) < _IDS_PAGE:
+
+    def _pages_by_id(self, doing: str, searcher: tantivy.Searcher | None = None) -> Iterator[list[tuple[int, tantivy.DocAddress]]]:
+        """(id, document address) of every document, ascending by id, a page at a time from one searcher."""
+        searcher = searcher or self._searcher()
+        query = tantivy.Query.all_query()
+        while True:
+            try:
+                page = searcher.search(query, _IDS_PAGE, count=False, order_by_field=fields.ID, order=tantivy.Order.Asc)
+            except ValueError as error:
+                raise SearchBackendError(f"{doing} in {self._path} failed: {error}") from error
+            hits = [(int(key), address) for key, address in page.hits]
+            yield hits
+            if len(hits) < _IDS_PAGE:
                 return
             query = tantivy.Query.range_query(
-                self._schema, fields.ID, tantivy.FieldType.Unsigned, lower_bound=stored[-1][0], include_lower=False
+                self._schema, fields.ID, tantivy.FieldType.Unsigned, lower_bound=hits[-1][0], include_lower=False
             )
 
     def check(self) -> None:
